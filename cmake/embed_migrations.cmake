@@ -1,0 +1,12 @@
+# Turns schema/*.sql into a C++ table so the service carries its own migrations.
+file(GLOB files ${SCHEMA_DIR}/*.sql)
+list(SORT files)
+set(body "// Generated from schema/*.sql by cmake/embed_migrations.cmake. Do not edit.\n#include \"store/migrations.hpp\"\nnamespace maestra::store {\nconst std::vector<Migration>& embedded_migrations() {\n  static const std::vector<Migration> all = {\n")
+foreach(f ${files})
+  get_filename_component(name ${f} NAME)
+  file(READ ${f} sql)
+  string(APPEND body "    {\"${name}\", R\"maestra_sql(${sql})maestra_sql\"},\n")
+endforeach()
+string(APPEND body "  };\n  return all;\n}\n}  // namespace maestra::store\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

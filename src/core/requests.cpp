@@ -1,0 +1,143 @@
+// Parsing and validation of registration, heartbeat and patch requests.
+#include "core/requests.hpp"
+
+namespace maestra::core {
+
+namespace {
+
+Result<std::optional<std::string>> optional_ip(const Json& body) {
+  auto ip = optional_string(body, "ip_address", 45);
+  if (!ip) return ip.error();
+  if (ip.value() && !is_valid_ip(*ip.value()))
+    return invalid("ip_address", "ip_address must be an IPv4 or IPv6 address");
+  return ip;
+}
+
+Result<std::optional<Seconds>> optional_offline_after(const Json& body) {
+  const auto it = body.find("offline_after");
+  if (it == body.end() || it->is_null()) return std::optional<Seconds>{};
+  if (!it->is_number_integer())
+    return invalid("offline_after", "offline_after must be an integer number of seconds");
+  const auto seconds = it->get<std::int64_t>();
+  if (seconds < min_offline_after.count() || seconds > max_offline_after.count())
+    return invalid("offline_after", "offline_after must be between 1 and 604800 seconds");
+  return std::optional<Seconds>{Seconds{seconds}};
+}
+
+}  // namespace
+
+Result<Registration> parse_registration(const Json& body, std::optional<std::string_view> topic_hardware_id) {
+  Registration r;
+  auto name = required_string(body, "name", max_name_chars);
+  if (!name) return name.error();
+  r.name = std::move(name.value());
+  auto type = required_string(body, "device_type", max_device_type_chars);
+  if (!type) return type.error();
+  r.device_type = std::move(type.value());
+
+  if (topic_hardware_id && (!body.contains("hardware_id") || body["hardware_id"].is_null())) {
+    r.hardware_id = std::string(*topic_hardware_id);
+  } else {
+    auto hw = required_string(body, "hardware_id", max_hardware_id_chars);
+    if (!hw) return hw.error();
+    r.hardware_id = std::move(hw.value());
+    if (topic_hardware_id && r.hardware_id != *topic_hardware_id)
+      return invalid("hardware_id", "hardware_id does not match the topic");
+  }
+
+  auto firmware = optional_string(body, "firmware_version", max_firmware_chars);
+  if (!firmware) return firmware.error();
+  r.firmware_version = std::move(firmware.value());
+  auto ip = optional_ip(body);
+  if (!ip) return ip.error();
+  r.ip_address = std::move(ip.value());
+  auto location = optional_object(body, "location");
+  if (!location) return location.error();
+  r.location = std::move(location.value());
+  auto metadata = optional_object(body, "metadata");
+  if (!metadata) return metadata.error();
+  r.metadata = std::move(metadata.value());
+  auto offline_after = optional_offline_after(body);
+  if (!offline_after) return offline_after.error();
+  r.offline_after = offline_after.value();
+  return r;
+}
+
+Result<HeartbeatRequest> parse_heartbeat(const Json& body, std::optional<DeviceId> topic_device_id) {
+  HeartbeatRequest h;
+  if (topic_device_id) {
+    h.device_id = topic_device_id;
+  } else if (const auto it = body.find("device_id"); it != body.end() && !it->is_null()) {
+    if (!it->is_string()) return invalid("device_id", "device_id must be a string");
+    h.device_id = parse_device_id(it->get_ref<const std::string&>());
+    if (!h.device_id) return invalid("device_id", "device_id is not a valid UUID");
+  } else {
+    auto hw = optional_string(body, "hardware_id", max_hardware_id_chars);
+    if (!hw) return hw.error();
+    if (!hw.value()) return invalid("device_id", "device_id is required (or hardware_id)");
+    h.hardware_id = std::move(hw.value());
+  }
+  if (const auto it = body.find("status"); it != body.end() && !it->is_null()) {
+    if (!it->is_string()) return invalid("status", "status must be a string");
+    if (*it == "error")
+      h.reports_error = true;
+    else if (*it != "online")
+      return invalid("status", "status in a heartbeat must be \"online\" or \"error\"");
+  }
+  auto firmware = optional_string(body, "firmware_version", max_firmware_chars);
+  if (!firmware) return firmware.error();
+  h.firmware_version = std::move(firmware.value());
+  auto ip = optional_ip(body);
+  if (!ip) return ip.error();
+  h.ip_address = std::move(ip.value());
+  auto metadata = optional_object(body, "metadata");
+  if (!metadata) return metadata.error();
+  h.metadata = std::move(metadata.value());
+  return h;
+}
+
+Result<DevicePatch> parse_patch(const Json& body) {
+  DevicePatch p;
+  if (body.contains("name")) {
+    auto name = required_string(body, "name", max_name_chars);
+    if (!name) return name.error();
+    p.name = {true, std::move(name.value())};
+  }
+  if (body.contains("firmware_version")) {
+    auto firmware = optional_string(body, "firmware_version", max_firmware_chars);
+    if (!firmware) return firmware.error();
+    p.firmware_version = {true, std::move(firmware.value())};
+  }
+  if (body.contains("ip_address")) {
+    auto ip = optional_ip(body);
+    if (!ip) return ip.error();
+    p.ip_address = {true, std::move(ip.value())};
+  }
+  for (auto [field, target] : {std::pair{"location", &p.location}, std::pair{"metadata", &p.metadata}}) {
+    if (!body.contains(field)) continue;
+    auto object = optional_object(body, field);
+    if (!object) return object.error();
+    target->present = true;
+    if (!object.value().is_null()) target->value = std::move(object.value());
+  }
+  if (const auto it = body.find("status"); it != body.end()) {
+    if (!it->is_string()) return invalid("status", "status must be a string");
+    p.status = parse_status(it->get_ref<const std::string&>());
+    if (!p.status) return invalid("status", "status must be one of online, offline, error, maintenance");
+  }
+  if (body.contains("offline_after")) {
+    auto offline_after = optional_offline_after(body);
+    if (!offline_after) return offline_after.error();
+    p.offline_after = {true, offline_after.value()};
+  }
+  for (const auto& [key, value] : body.items()) {
+    static constexpr std::string_view known[] = {"name",   "firmware_version", "ip_address",   "location",
+                                                 "metadata", "status",          "offline_after"};
+    bool is_known = false;
+    for (auto k : known) is_known = is_known || key == k;
+    if (!is_known) return invalid(key, key + " cannot be changed");
+  }
+  return p;
+}
+
+}  // namespace maestra::core

@@ -1,0 +1,74 @@
+// The requests a device or an administrator can make, parsed and validated once
+// for every transport: registration, heartbeat, and the administrator's patch.
+// HTTP bodies and MQTT payloads both come through these functions.
+#pragma once
+#include <optional>
+#include <string>
+
+#include "core/device_state.hpp"
+#include "core/ids.hpp"
+#include "core/validation.hpp"
+
+namespace maestra::core {
+
+inline constexpr std::size_t max_name_chars = 200;
+inline constexpr std::size_t max_device_type_chars = 64;
+inline constexpr std::size_t max_hardware_id_chars = 128;
+inline constexpr std::size_t max_firmware_chars = 64;
+inline constexpr Seconds min_offline_after{1};
+inline constexpr Seconds max_offline_after{7 * 24 * 3600};
+
+struct Registration {
+  std::string name;
+  std::string device_type;
+  std::string hardware_id;
+  std::optional<std::string> firmware_version;
+  std::optional<std::string> ip_address;
+  Json location;  // object or null
+  Json metadata;  // object or null
+  std::optional<Seconds> offline_after;
+};
+
+// `topic_hardware_id`, when registering over MQTT, is the id from the topic: the
+// body may omit hardware_id, and must not contradict it.
+Result<Registration> parse_registration(const Json& body,
+                                        std::optional<std::string_view> topic_hardware_id = std::nullopt);
+
+struct HeartbeatRequest {
+  std::optional<DeviceId> device_id;        // one of device_id ...
+  std::optional<std::string> hardware_id;   // ... or hardware_id (older API)
+  bool reports_error = false;
+  std::optional<std::string> firmware_version;
+  std::optional<std::string> ip_address;
+  Json metadata;  // object or null
+  bool updates_attributes() const { return firmware_version || ip_address || !metadata.is_null(); }
+};
+
+// HTTP: the body names the device. MQTT: the id comes from the topic and the body
+// (possibly empty) carries only the optional fields; pass `topic_device_id`.
+Result<HeartbeatRequest> parse_heartbeat(const Json& body, std::optional<DeviceId> topic_device_id = std::nullopt);
+
+// A field of a PATCH: absent, set to a value, or (where allowed) set to null.
+template <class T>
+struct PatchField {
+  bool present = false;
+  std::optional<T> value;  // empty when set to null
+};
+
+struct DevicePatch {
+  PatchField<std::string> name;
+  PatchField<std::string> firmware_version;
+  PatchField<std::string> ip_address;
+  PatchField<Json> location;
+  PatchField<Json> metadata;
+  std::optional<Status> status;
+  PatchField<Seconds> offline_after;
+  bool changes_attributes() const {
+    return name.present || firmware_version.present || ip_address.present || location.present ||
+           metadata.present || offline_after.present;
+  }
+};
+
+Result<DevicePatch> parse_patch(const Json& body);
+
+}  // namespace maestra::core

@@ -1,0 +1,159 @@
+// Field validators and the bounded JSON body parser.
+#include "core/validation.hpp"
+
+#include <charconv>
+
+namespace maestra::core {
+
+std::string_view error_code(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::malformed: return "malformed_json";
+    case ErrorKind::invalid_field: return "invalid_field";
+    case ErrorKind::not_found: return "not_found";
+    case ErrorKind::conflict: return "conflict";
+    case ErrorKind::too_large: return "payload_too_large";
+    case ErrorKind::unavailable: return "unavailable";
+    case ErrorKind::unauthorized: return "unauthorized";
+    case ErrorKind::forbidden: return "forbidden";
+  }
+  return "error";
+}
+
+Result<Json> parse_json_object(std::string_view body) {
+  if (body.size() > max_body_bytes)
+    return Error{ErrorKind::too_large, "", "body is larger than 65536 bytes"};
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos)
+    return Error{ErrorKind::malformed, "", "body is empty; expected a JSON object"};
+  bool too_deep = false;
+  Json::parser_callback_t limit_depth = [&too_deep](int depth, Json::parse_event_t, Json&) {
+    if (depth > max_json_depth) too_deep = true;
+    return !too_deep;
+  };
+  Json doc = Json::parse(body, limit_depth, /*allow_exceptions=*/false);
+  if (too_deep) return Error{ErrorKind::malformed, "", "JSON nesting is deeper than 32 levels"};
+  if (doc.is_discarded()) return Error{ErrorKind::malformed, "", "body is not valid JSON"};
+  if (!doc.is_object()) return Error{ErrorKind::malformed, "", "body must be a JSON object"};
+  return doc;
+}
+
+bool is_valid_ipv4(std::string_view text) {
+  int parts = 0;
+  std::size_t pos = 0;
+  while (true) {
+    const std::size_t dot = text.find('.', pos);
+    const std::string_view part = text.substr(pos, dot == std::string_view::npos ? text.npos : dot - pos);
+    if (part.empty() || part.size() > 3) return false;
+    if (part.size() > 1 && part.front() == '0') return false;
+    int value = 0;
+    auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), value);
+    if (ec != std::errc{} || ptr != part.data() + part.size() || value > 255) return false;
+    ++parts;
+    if (dot == std::string_view::npos) break;
+    pos = dot + 1;
+  }
+  return parts == 4;
+}
+
+bool is_valid_ipv6(std::string_view text) {
+  if (text.size() < 2 || text.size() > 45) return false;
+  int groups = 0;
+  bool compressed = false;
+  std::size_t pos = 0;
+  if (text.substr(0, 2) == "::") {
+    compressed = true;
+    pos = 2;
+    if (pos == text.size()) return true;
+  } else if (text.front() == ':') {
+    return false;
+  }
+  while (pos < text.size()) {
+    const std::size_t colon = text.find(':', pos);
+    const std::string_view group = text.substr(pos, colon == std::string_view::npos ? text.npos : colon - pos);
+    if (colon == std::string_view::npos && group.find('.') != std::string_view::npos) {
+      if (!is_valid_ipv4(group)) return false;
+      groups += 2;
+      break;
+    }
+    if (group.empty() || group.size() > 4) return false;
+    for (char c : group)
+      if (!std::isxdigit(static_cast<unsigned char>(c))) return false;
+    ++groups;
+    if (colon == std::string_view::npos) break;
+    pos = colon + 1;
+    if (pos < text.size() && text[pos] == ':') {
+      if (compressed) return false;
+      compressed = true;
+      ++pos;
+    } else if (pos == text.size()) {
+      return false;  // trailing single colon
+    }
+  }
+  return compressed ? groups < 8 : groups == 8;
+}
+
+bool has_control_characters(std::string_view text) {
+  for (unsigned char c : text)
+    if (c < 0x20 || c == 0x7f) return true;
+  return false;
+}
+
+std::size_t utf8_length(std::string_view text) {
+  std::size_t n = 0;
+  for (unsigned char c : text)
+    if ((c & 0xc0) != 0x80) ++n;
+  return n;
+}
+
+namespace {
+std::optional<Error> check_string(std::string_view field, const std::string& value, std::size_t max_chars) {
+  if (utf8_length(value) > max_chars)
+    return invalid(std::string(field), std::string(field) + " is longer than " + std::to_string(max_chars) +
+                                           " characters");
+  if (has_control_characters(value))
+    return invalid(std::string(field), std::string(field) + " contains control characters");
+  return std::nullopt;
+}
+
+bool has_nul(const Json& value) {
+  if (value.is_string()) return value.get_ref<const std::string&>().find('\0') != std::string::npos;
+  if (value.is_object()) {
+    for (const auto& [key, item] : value.items())
+      if (key.find('\0') != std::string::npos || has_nul(item)) return true;
+  } else if (value.is_array()) {
+    for (const auto& item : value)
+      if (has_nul(item)) return true;
+  }
+  return false;
+}
+}  // namespace
+
+Result<std::string> required_string(const Json& body, std::string_view field, std::size_t max_chars) {
+  const auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return invalid(std::string(field), std::string(field) + " is required");
+  if (!it->is_string()) return invalid(std::string(field), std::string(field) + " must be a string");
+  const auto& value = it->get_ref<const std::string&>();
+  if (value.find_first_not_of(" \t") == std::string::npos)
+    return invalid(std::string(field), std::string(field) + " must not be empty");
+  if (auto error = check_string(field, value, max_chars)) return *error;
+  return value;
+}
+
+Result<std::optional<std::string>> optional_string(const Json& body, std::string_view field,
+                                                   std::size_t max_chars) {
+  const auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return std::optional<std::string>{};
+  if (!it->is_string()) return invalid(std::string(field), std::string(field) + " must be a string");
+  const auto& value = it->get_ref<const std::string&>();
+  if (auto error = check_string(field, value, max_chars)) return *error;
+  return std::optional<std::string>{value};
+}
+
+Result<Json> optional_object(const Json& body, std::string_view field) {
+  const auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return Json(nullptr);
+  if (!it->is_object()) return invalid(std::string(field), std::string(field) + " must be a JSON object");
+  if (has_nul(*it)) return invalid(std::string(field), std::string(field) + " contains a NUL character");
+  return *it;
+}
+
+}  // namespace maestra::core

@@ -1,0 +1,48 @@
+// Field validation shared by every request parser: JSON body parsing with size
+// and depth limits, strings without control characters, IP addresses, JSON
+// objects that Postgres JSONB can store. Table-driven tests live in
+// tests/unit/validation_test.cpp.
+#pragma once
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "core/errors.hpp"
+
+namespace maestra::core {
+
+using Json = nlohmann::json;
+
+inline constexpr std::size_t max_body_bytes = 64 * 1024;
+inline constexpr int max_json_depth = 32;
+
+// Parses a request body that must be a JSON object. Empty body, invalid JSON,
+// invalid UTF-8 or nesting deeper than max_json_depth are `malformed`; a
+// non-object is `malformed` too; over max_body_bytes is `too_large`.
+Result<Json> parse_json_object(std::string_view body);
+
+bool is_valid_ipv4(std::string_view text);
+bool is_valid_ipv6(std::string_view text);
+inline bool is_valid_ip(std::string_view text) { return is_valid_ipv4(text) || is_valid_ipv6(text); }
+
+// True when `text` has a character below U+0020 or U+007F (DEL).
+bool has_control_characters(std::string_view text);
+
+// Counts code points of valid UTF-8 (nlohmann has already validated it).
+std::size_t utf8_length(std::string_view text);
+
+// A required, non-blank string of at most max_chars code points without control characters.
+Result<std::string> required_string(const Json& body, std::string_view field, std::size_t max_chars);
+
+// An optional string (absent or null gives nullopt) with the same rules.
+Result<std::optional<std::string>> optional_string(const Json& body, std::string_view field,
+                                                   std::size_t max_chars);
+
+// An optional JSON object (absent or null gives null) whose strings and keys hold
+// no NUL (JSONB cannot store U+0000).
+Result<Json> optional_object(const Json& body, std::string_view field);
+
+}  // namespace maestra::core
