@@ -53,6 +53,7 @@ std::string fleet_status_json(bool online, std::optional<TimePoint> since) {
 Json error_json(const Error& error) {
   Json doc{{"error", error_code(error.kind)}, {"detail", error.detail}};
   if (!error.field.empty()) doc["field"] = error.field;
+  if (!error.existing_id.empty()) doc["id"] = error.existing_id;
   return doc;
 }
 

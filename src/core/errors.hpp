@@ -24,9 +24,12 @@ struct Error {
   ErrorKind kind;
   std::string field;   // the offending field, when there is one
   std::string detail;  // human text
+  std::string existing_id = {};  // for conflicts: the id of the device already registered
 };
 
 std::string_view error_code(ErrorKind kind);  // "malformed_json", "invalid_field", ...
+
+struct Done {};  // the value of a Result that carries no value
 
 template <class T>
 class Result {

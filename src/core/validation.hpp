@@ -14,7 +14,7 @@
 
 namespace maestra::core {
 
-using Json = nlohmann::json;
+using Json = nlohmann::ordered_json;
 
 inline constexpr std::size_t max_body_bytes = 64 * 1024;
 inline constexpr int max_json_depth = 32;

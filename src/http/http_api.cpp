@@ -1,0 +1,342 @@
+// Routes, request translation and response mapping of the HTTP shim.
+//
+// A note on cpp-httplib 0.11 (Debian): its listen backlog (5) is compiled into
+// the shared library, and keep-alive connections close after 5 requests by
+// default. We raise the backlog by calling listen() again on the bound socket
+// (Linux updates the backlog of a listening socket), allow long keep-alive, turn
+// Nagle off and size the worker pool from MAESTRA_HTTP_THREADS.
+#include "http/http_api.hpp"
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <stdexcept>
+
+#include <httplib.h>
+
+#include "core/documents.hpp"
+#include "core/requests.hpp"
+#include "service/log.hpp"
+
+namespace maestra::http {
+
+using core::Error;
+using core::ErrorKind;
+using core::Json;
+
+int http_status(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::malformed: return 400;
+    case ErrorKind::invalid_field: return 422;
+    case ErrorKind::not_found: return 404;
+    case ErrorKind::conflict: return 409;
+    case ErrorKind::too_large: return 413;
+    case ErrorKind::unavailable: return 503;
+    case ErrorKind::unauthorized: return 401;
+    case ErrorKind::forbidden: return 403;
+  }
+  return 500;
+}
+
+bool secrets_equal(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const std::size_t n = std::max(a.size(), b.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff |= static_cast<unsigned char>(x ^ y);
+  }
+  return diff == 0;
+}
+
+namespace {
+
+void send_json(httplib::Response& res, int status, const Json& body) {
+  res.status = status;
+  res.set_content(body.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
+}
+
+void send_error(httplib::Response& res, const Error& error) {
+  Error shown = error;
+  // Database details go to the log, not to clients.
+  if (error.kind == ErrorKind::unavailable) {
+    service::log_warn("request_unavailable", {{"error", error.detail}});
+    shown.detail = "the database is unavailable; try again";
+  }
+  send_json(res, http_status(error.kind), core::error_json(shown));
+}
+
+std::optional<core::DeviceId> path_id(const httplib::Request& req, httplib::Response& res) {
+  auto id = core::parse_device_id(req.matches[1].str());
+  if (!id) send_error(res, Error{ErrorKind::malformed, "id", "the device id in the path is not a valid UUID"});
+  return id;
+}
+
+Json heartbeat_json(const service::HeartbeatReply& r) {
+  Json body{{"device_id", r.id.to_string()},
+            {"status", core::to_string(r.status)},
+            {"last_seen", core::format_rfc3339(r.last_seen)}};
+  if (r.too_frequent) body["warning"] = core::frequency_warning_text;
+  return body;
+}
+
+std::optional<std::int64_t> non_negative(const std::string& text) {
+  if (text.empty() || text.size() > 12) return std::nullopt;
+  std::int64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + (c - '0');
+  }
+  return value;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+struct Route {
+  std::string method;
+  std::regex pattern;
+  bool admin;  // requires the admin token when one is configured
+  std::function<void(const httplib::Request&, httplib::Response&)> handler;
+};
+
+}  // namespace
+
+HttpApi::HttpApi(service::Fleet& fleet, service::Metrics& metrics, const core::Config& config, HealthProbe probe)
+    : fleet_(fleet), metrics_(metrics), config_(config), probe_(std::move(probe)),
+      server_(std::make_unique<httplib::Server>()) {
+  if (!config_.web_root.empty()) openapi_ = read_file(config_.web_root + "/openapi.json");
+  install_routes();
+}
+
+HttpApi::~HttpApi() { stop(); }
+
+void HttpApi::install_routes() {
+  auto routes = std::make_shared<std::vector<Route>>();
+  auto add = [&](std::string method, std::string pattern, bool admin, auto handler) {
+    routes->push_back(Route{std::move(method), std::regex(pattern), admin, handler});
+  };
+
+  add("POST", "/devices/register", false, [this](const httplib::Request& req, httplib::Response& res) {
+    auto body = core::parse_json_object(req.body);
+    if (!body) return send_error(res, body.error());
+    auto registration = core::parse_registration(body.value());
+    if (!registration) return send_error(res, registration.error());
+    auto record = fleet_.register_device(registration.value(), service::Transport::http);
+    if (!record) return send_error(res, record.error());
+    send_json(res, 201, core::device_record_json(record.value()));
+  });
+
+  add("POST", "/devices/heartbeat", false, [this](const httplib::Request& req, httplib::Response& res) {
+    auto body = core::parse_json_object(req.body);
+    if (!body) return send_error(res, body.error());
+    auto heartbeat = core::parse_heartbeat(body.value());
+    if (!heartbeat) return send_error(res, heartbeat.error());
+    auto reply = fleet_.heartbeat(heartbeat.value(), service::Transport::http);
+    if (!reply) return send_error(res, reply.error());
+    send_json(res, 200, heartbeat_json(reply.value()));
+  });
+
+  add("GET", "/devices", true, [this](const httplib::Request& req, httplib::Response& res) {
+    store::ListQuery q;
+    if (req.has_param("status")) {
+      q.status = req.get_param_value("status");
+      if (!core::parse_status(*q.status))
+        return send_error(res, core::invalid("status", "status must be one of online, offline, error, maintenance"));
+    }
+    if (req.has_param("device_type")) q.device_type = req.get_param_value("device_type");
+    if (req.has_param("hardware_id")) q.hardware_id = req.get_param_value("hardware_id");
+    if (req.has_param("limit")) {
+      q.limit = non_negative(req.get_param_value("limit"));
+      if (!q.limit || *q.limit > 100000) return send_error(res, core::invalid("limit", "limit must be an integer 0-100000"));
+    }
+    if (req.has_param("offset")) {
+      auto offset = non_negative(req.get_param_value("offset"));
+      if (!offset) return send_error(res, core::invalid("offset", "offset must be a non-negative integer"));
+      q.offset = *offset;
+    }
+    for (const auto* text : {&q.device_type, &q.hardware_id})
+      if (*text && (text->value().size() > 128 || core::has_control_characters(**text)))
+        return send_error(res, core::invalid(text == &q.device_type ? "device_type" : "hardware_id",
+                                             "filter is too long or has control characters"));
+    std::string body = "[";
+    bool first = true;
+    auto listed = fleet_.list(q, [&](const std::vector<core::DeviceRecord>& page) {
+      for (const auto& record : page) {
+        if (!first) body += ",";
+        first = false;
+        body += core::device_record_json(record).dump(-1, ' ', false, Json::error_handler_t::replace);
+      }
+    });
+    if (!listed) return send_error(res, listed.error());
+    body += "]";
+    res.status = 200;
+    res.set_content(std::move(body), "application/json");
+  });
+
+  add("GET", "/devices/([^/]+)", true, [this](const httplib::Request& req, httplib::Response& res) {
+    auto id = path_id(req, res);
+    if (!id) return;
+    auto record = fleet_.get(*id);
+    if (!record) return send_error(res, record.error());
+    send_json(res, 200, core::device_record_json(record.value()));
+  });
+
+  add("GET", "/devices/([^/]+)/history", true, [this](const httplib::Request& req, httplib::Response& res) {
+    auto id = path_id(req, res);
+    if (!id) return;
+    std::int64_t limit = 50;
+    if (req.has_param("limit")) {
+      auto n = non_negative(req.get_param_value("limit"));
+      if (!n || *n < 1 || *n > 1000) return send_error(res, core::invalid("limit", "limit must be an integer 1-1000"));
+      limit = *n;
+    }
+    auto record = fleet_.get(*id);
+    if (!record) return send_error(res, record.error());
+    auto entries = fleet_.history(*id, static_cast<int>(limit));
+    if (!entries) return send_error(res, entries.error());
+    Json body = Json::array();
+    for (const auto& e : entries.value())
+      body.push_back({{"from", e.from ? Json(core::to_string(*e.from)) : Json(nullptr)},
+                      {"to", core::to_string(e.to)},
+                      {"reason", e.reason},
+                      {"at", core::format_rfc3339(e.at)}});
+    send_json(res, 200, body);
+  });
+
+  add("PATCH", "/devices/([^/]+)", true, [this](const httplib::Request& req, httplib::Response& res) {
+    auto id = path_id(req, res);
+    if (!id) return;
+    auto body = core::parse_json_object(req.body);
+    if (!body) return send_error(res, body.error());
+    auto patch = core::parse_patch(body.value());
+    if (!patch) return send_error(res, patch.error());
+    auto record = fleet_.patch(*id, patch.value());
+    if (!record) return send_error(res, record.error());
+    send_json(res, 200, core::device_record_json(record.value()));
+  });
+
+  add("DELETE", "/devices/([^/]+)", true, [this](const httplib::Request& req, httplib::Response& res) {
+    auto id = path_id(req, res);
+    if (!id) return;
+    auto removed = fleet_.remove(*id);
+    if (!removed) return send_error(res, removed.error());
+    res.status = 204;
+  });
+
+  add("GET", "/health", false, [this](const httplib::Request&, httplib::Response& res) {
+    const bool database = static_cast<bool>(fleet_.database_health());
+    const bool mqtt = probe_.mqtt_connected && probe_.mqtt_connected();
+    Json body{{"status", database ? (mqtt ? "ok" : "degraded") : "unavailable"},
+              {"database", database ? "ok" : "unavailable"},
+              {"mqtt", mqtt ? "connected" : "disconnected"},
+              {"devices", fleet_.size()}};
+    send_json(res, database ? 200 : 503, body);
+  });
+
+  add("GET", "/metrics", false, [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics_.render_prometheus(), "text/plain; version=0.0.4");
+  });
+
+  add("GET", "/openapi.json", false, [this](const httplib::Request&, httplib::Response& res) {
+    if (openapi_.empty()) return send_error(res, Error{ErrorKind::not_found, "", "no OpenAPI document installed"});
+    res.set_content(openapi_, "application/json");
+  });
+
+  auto dispatch = [this, routes](const httplib::Request& req, httplib::Response& res) {
+    std::string allowed;
+    for (const auto& route : *routes) {
+      std::smatch match;
+      if (!std::regex_match(req.path, match, route.pattern)) continue;
+      if (route.method != req.method) {
+        allowed += (allowed.empty() ? "" : ", ") + route.method;
+        continue;
+      }
+      const_cast<httplib::Request&>(req).matches = match;
+      if (route.admin && !config_.admin_token.empty()) {
+        const std::string header = req.get_header_value("Authorization");
+        if (header.rfind("Bearer ", 0) != 0)
+          return send_error(res, Error{ErrorKind::unauthorized, "", "this endpoint requires Authorization: Bearer <token>"});
+        if (!secrets_equal(std::string_view(header).substr(7), config_.admin_token))
+          return send_error(res, Error{ErrorKind::forbidden, "", "the admin token is not valid"});
+      }
+      try {
+        route.handler(req, res);
+      } catch (const std::exception& e) {
+        service::log_error("http_handler_failed", {{"path", req.path}, {"error", e.what()}});
+        send_json(res, 500, {{"error", "internal"}, {"detail", "internal error"}});
+      }
+      return;
+    }
+    if (!allowed.empty()) {
+      res.set_header("Allow", allowed);
+      return send_json(res, 405, {{"error", "method_not_allowed"}, {"detail", req.method + " is not allowed on " + req.path}});
+    }
+    send_json(res, 404, {{"error", "not_found"}, {"detail", "no route " + req.method + " " + req.path}});
+  };
+  server_->Get(".*", dispatch);
+  server_->Post(".*", dispatch);
+  server_->Patch(".*", dispatch);
+  server_->Delete(".*", dispatch);
+  server_->Put(".*", dispatch);
+  server_->Options(".*", dispatch);
+
+  server_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 413)
+      send_json(res, 413, {{"error", "payload_too_large"}, {"detail", "body is larger than 65536 bytes"}});
+    else if (res.status == 404)
+      send_json(res, 404, {{"error", "not_found"}, {"detail", "no route " + req.method + " " + req.path}});
+    else
+      send_json(res, res.status, {{"error", "bad_request"}, {"detail", "the request could not be read"}});
+  });
+  server_->set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+    send_json(res, 500, {{"error", "internal"}, {"detail", "internal error"}});
+  });
+  server_->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    ++metrics_.http_requests;
+    if (res.status >= 400 || req.path != "/devices/heartbeat")
+      service::log_info("http", {{"method", req.method}, {"path", req.path}, {"status", std::to_string(res.status)},
+                                 {"remote", req.remote_addr}});
+  });
+}
+
+int HttpApi::start() {
+  server_->set_payload_max_length(core::max_body_bytes);
+  server_->set_tcp_nodelay(true);
+  server_->set_keep_alive_max_count(100000);
+  const int threads = config_.http_threads;
+  server_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
+  if (!config_.web_root.empty()) server_->set_mount_point("/", config_.web_root);
+  auto listen_fd = std::make_shared<int>(-1);
+  server_->set_socket_options([listen_fd](socket_t sock) {
+    httplib::default_socket_options(sock);
+    *listen_fd = sock;
+  });
+  int port = config_.http_port;
+  if (port == 0) {
+    port = server_->bind_to_any_port(config_.http_host);
+  } else if (!server_->bind_to_port(config_.http_host, port)) {
+    port = -1;
+  }
+  if (port < 0)
+    throw std::runtime_error("cannot listen on " + config_.http_host + ":" + std::to_string(config_.http_port) +
+                             " (in use, or not permitted)");
+  if (*listen_fd >= 0) ::listen(*listen_fd, 1024);
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  return port;
+}
+
+void HttpApi::stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace maestra::http

@@ -1,0 +1,54 @@
+// The HTTP shim: routes of the device-registration guide plus admin and
+// operations endpoints, on cpp-httplib. It translates requests into core
+// requests and Fleet calls, and Results into responses; every rule it applies
+// lives in the core. Errors are JSON {"error","detail"[,"field"][,"id"]}; one
+// function maps error kinds to status codes.
+#pragma once
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "core/config.hpp"
+#include "service/fleet.hpp"
+#include "service/metrics.hpp"
+
+namespace httplib {
+class Server;
+}
+
+namespace maestra::http {
+
+struct HealthProbe {
+  std::function<bool()> mqtt_connected;
+};
+
+class HttpApi {
+ public:
+  HttpApi(service::Fleet& fleet, service::Metrics& metrics, const core::Config& config, HealthProbe probe);
+  ~HttpApi();
+
+  // Binds (throws std::runtime_error with one clear line if it cannot) and serves
+  // on a thread of its own. Returns the bound port.
+  int start();
+  void stop();
+
+ private:
+  void install_routes();
+
+  service::Fleet& fleet_;
+  service::Metrics& metrics_;
+  const core::Config& config_;
+  HealthProbe probe_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  std::string openapi_;
+};
+
+int http_status(core::ErrorKind kind);
+
+// Constant-time comparison of secrets.
+bool secrets_equal(std::string_view a, std::string_view b);
+
+}  // namespace maestra::http

@@ -1,0 +1,141 @@
+// fleet-manager: wires the core, the Postgres store, the fleet owner, the HTTP
+// shim and the MQTT adapter, and owns start-up and shutdown.
+//
+// The threading rule: httplib's worker pool and Paho's callback thread are
+// foreign threads. They validate input and hand work to the fleet owner (or the
+// MQTT registration worker); they never hold a lock across I/O and never wait
+// on the broker. Only the owner changes device state. Signals are blocked in every
+// thread and taken here with sigwait, so SIGTERM/SIGINT shut down cleanly: stop
+// taking requests, publish the fleet's offline status, flush last_seen, exit 0.
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+#include "core/config.hpp"
+#include "http/http_api.hpp"
+#include "mqtt/mqtt_link.hpp"
+#include "service/fleet.hpp"
+#include "service/log.hpp"
+#include "store/device_store.hpp"
+#include "store/migrations.hpp"
+
+using namespace maestra;
+
+namespace {
+
+core::TimePoint system_now() {
+  return std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
+}
+
+// Waits for the database and applies migrations; false if asked to stop meanwhile.
+bool prepare_database(store::ConnectionPool& pool, const sigset_t& signals) {
+  auto delay = std::chrono::milliseconds(500);
+  while (true) {
+    try {
+      auto lease = pool.acquire();
+      const auto applied = store::apply_migrations(*lease, store::embedded_migrations());
+      for (const auto& name : applied) service::log_info("migration_applied", {{"name", name}});
+      return true;
+    } catch (const std::exception& e) {
+      service::log_warn("database_not_ready", {{"url", core::redact_url(pool.url())},
+                                               {"error", e.what()},
+                                               {"retry_in_ms", std::to_string(delay.count())}});
+    }
+    timespec wait{static_cast<time_t>(delay.count() / 1000), static_cast<long>((delay.count() % 1000) * 1000000)};
+    if (sigtimedwait(&signals, nullptr, &wait) > 0) return false;
+    delay = std::min(delay * 2, std::chrono::milliseconds(10000));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  auto parsed = core::parse_command_line(
+      [](std::string_view name) -> std::optional<std::string> {
+        const char* value = std::getenv(std::string(name).c_str());
+        return value ? std::optional<std::string>(value) : std::nullopt;
+      },
+      args);
+  if (!parsed) {
+    std::cerr << "fleet-manager: " << parsed.error().detail << "\n";
+    return 2;
+  }
+  if (parsed->show_help) {
+    std::cout << core::help_text("fleet-manager");
+    return 0;
+  }
+  if (parsed->show_version) {
+    std::cout << "fleet-manager " << MAESTRA_VERSION << "\n";
+    return 0;
+  }
+  core::Config config = parsed->config;
+  if (config.web_root.empty() && std::filesystem::is_directory(MAESTRA_DEFAULT_WEB_ROOT))
+    config.web_root = MAESTRA_DEFAULT_WEB_ROOT;
+  service::set_log_format_json(config.log_format == "json");
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  setenv("PGCONNECT_TIMEOUT", "5", /*overwrite=*/0);
+
+  service::log_info("starting", {{"version", MAESTRA_VERSION},
+                                 {"database", core::redact_url(config.database_url)},
+                                 {"mqtt", core::redact_url(config.mqtt_url)},
+                                 {"offline_after_s", std::to_string(config.offline_after.count())},
+                                 {"topic_prefix", config.topic_prefix}});
+
+  store::ConnectionPool pool(config.database_url, static_cast<std::size_t>(config.database_pool) + 2,
+                             store::DeviceStore::prepare_statements);
+  if (!prepare_database(pool, signals)) return 0;
+  store::DeviceStore store(pool);
+  service::Metrics metrics;
+
+  const auto started = system_now();
+  service::FleetOptions options;
+  options.deadlines = core::DeadlinePolicy{config.offline_after, started};
+  options.flush_interval = config.flush_interval;
+  service::Fleet fleet(store, metrics, options, system_now);
+
+  const auto load_began = std::chrono::steady_clock::now();
+  auto loaded = fleet.load();
+  if (!loaded) {
+    service::log_error("registry_load_failed", {{"error", loaded.error().detail}});
+    return 1;
+  }
+  const auto load_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - load_began).count();
+  service::log_info("registry_loaded", {{"devices", std::to_string(loaded.value())},
+                                        {"ms", std::to_string(load_ms)},
+                                        {"grace_s", std::to_string(config.offline_after.count())}});
+
+  mqtt_adapter::MqttLink mqtt(config, fleet, metrics);
+  fleet.set_publisher(&mqtt);
+  fleet.start();
+
+  http::HttpApi api(fleet, metrics, config, http::HealthProbe{[&mqtt] { return mqtt.connected(); }});
+  int port = 0;
+  try {
+    port = api.start();
+  } catch (const std::exception& e) {
+    std::cerr << "fleet-manager: " << e.what() << "\n";
+    fleet.stop();
+    return 1;
+  }
+  mqtt.start();
+  service::log_info("listening", {{"http", config.http_host + ":" + std::to_string(port)},
+                                  {"web_root", config.web_root.empty() ? "(none)" : config.web_root}});
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  service::log_info("shutting_down", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  api.stop();
+  mqtt.stop();
+  fleet.stop();
+  service::log_info("stopped");
+  return 0;
+}

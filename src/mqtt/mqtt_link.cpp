@@ -1,0 +1,298 @@
+// Paho wiring, topic dispatch, registration replies and status publishing.
+#include "mqtt/mqtt_link.hpp"
+
+#include <chrono>
+
+#include "core/documents.hpp"
+#include "core/presence.hpp"
+#include "core/requests.hpp"
+#include "service/log.hpp"
+
+namespace maestra::mqtt_adapter {
+
+using service::Rejection;
+
+namespace {
+constexpr std::size_t max_pending_registrations = 10000;
+constexpr int session_expiry_seconds = 24 * 3600;
+
+struct PublishedStatus {
+  core::DeviceId id;
+  std::int64_t seq;
+};
+}  // namespace
+
+// Reports broker acknowledgements of retained status messages to the fleet's
+// outbox; the user context of each publish carries (id, seq).
+class MqttLink::AckListener : public mqtt::iaction_listener {
+ public:
+  explicit AckListener(service::Fleet& fleet) : fleet_(fleet) {}
+  void on_success(const mqtt::token& tok) override {
+    std::unique_ptr<PublishedStatus> status(static_cast<PublishedStatus*>(tok.get_user_context()));
+    if (status) fleet_.status_acked(status->id, status->seq);
+  }
+  void on_failure(const mqtt::token& tok) override {
+    // Left unacknowledged: the outbox republishes it after the next connect.
+    delete static_cast<PublishedStatus*>(tok.get_user_context());
+  }
+
+ private:
+  service::Fleet& fleet_;
+};
+
+MqttLink::MqttLink(const core::Config& config, service::Fleet& fleet, service::Metrics& metrics)
+    : config_(config), fleet_(fleet), metrics_(metrics), topics_(config.topic_prefix),
+      acks_(std::make_unique<AckListener>(fleet)) {
+  client_ = std::make_unique<mqtt::async_client>(config_.mqtt_url, config_.mqtt_client_id,
+                                                 mqtt::create_options(MQTTVERSION_5));
+  client_->set_message_callback([this](mqtt::const_message_ptr msg) { on_message(std::move(msg)); });
+  client_->set_connected_handler([this](const std::string&) { on_connected(); });
+  client_->set_connection_lost_handler([this](const std::string& cause) {
+    connected_ = false;
+    metrics_.mqtt_connected = 0;
+    service::log_warn("mqtt_connection_lost", {{"cause", cause.empty() ? "unknown" : cause}});
+  });
+}
+
+MqttLink::~MqttLink() { stop(); }
+
+void MqttLink::start() {
+  registrar_ = std::thread([this] { registration_loop(); });
+  connector_ = std::thread([this] { connect_loop(); });
+}
+
+void MqttLink::connect_loop() {
+  auto will = mqtt::message(topics_.fleet_status(), core::fleet_status_json(false, std::nullopt), 1, true);
+  auto builder = mqtt::connect_options_builder()
+                     .mqtt_version(MQTTVERSION_5)
+                     .clean_start(false)
+                     .properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, session_expiry_seconds}})
+                     .keep_alive_interval(std::chrono::seconds(20))
+                     .connect_timeout(std::chrono::seconds(5))
+                     .automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30))
+                     .max_inflight(65535)
+                     .will(std::move(will));
+  if (!config_.mqtt_username.empty()) builder.user_name(config_.mqtt_username).password(config_.mqtt_password);
+  if (config_.mqtt_url.rfind("ssl://", 0) == 0 || config_.mqtt_url.rfind("mqtts://", 0) == 0) {
+    auto ssl = mqtt::ssl_options_builder().enable_server_cert_auth(true).verify(true);
+    if (!config_.mqtt_ca_file.empty()) ssl.trust_store(config_.mqtt_ca_file);
+    builder.ssl(ssl.finalize());
+  }
+  const auto options = builder.finalize();
+  auto backoff = std::chrono::milliseconds(500);
+  while (!stopping_) {
+    try {
+      auto token = client_->connect(options);
+      if (token->wait_for(std::chrono::seconds(10)) && client_->is_connected()) return;
+    } catch (const mqtt::exception& e) {
+      service::log_warn("mqtt_connect_failed",
+                        {{"url", core::redact_url(config_.mqtt_url)}, {"error", e.what()},
+                         {"retry_in_ms", std::to_string(backoff.count())}});
+    }
+    for (auto waited = std::chrono::milliseconds(0); waited < backoff && !stopping_;
+         waited += std::chrono::milliseconds(100))
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(30000));
+  }
+}
+
+void MqttLink::on_connected() {
+  // Called on Paho's thread for the first connection and every automatic reconnect.
+  connected_ = true;
+  metrics_.mqtt_connected = 1;
+  if (connections_++ > 0) ++metrics_.mqtt_reconnects;
+  service::log_info("mqtt_connected", {{"url", core::redact_url(config_.mqtt_url)},
+                                       {"client_id", config_.mqtt_client_id}});
+  try {
+    // One SUBSCRIBE per filter: Paho C++ 1.2.0's many-filter subscribe with
+    // per-filter v5 options crashes in MQTTAsync_subscribeMany.
+    const mqtt::subscribe_options options(false, false, mqtt::subscribe_options::SEND_RETAINED_ON_NEW);
+    for (const auto& filter : topics_.subscriptions()) client_->subscribe(filter, 1, options);
+    const auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
+    publish(topics_.fleet_status(), core::fleet_status_json(true, now), true);
+  } catch (const mqtt::exception& e) {
+    service::log_error("mqtt_subscribe_failed", {{"error", e.what()}});
+  }
+  fleet_.broker_connected();
+}
+
+void MqttLink::stop() {
+  if (stopping_.exchange(true)) return;
+  registrations_cv_.notify_all();
+  if (connector_.joinable()) connector_.join();
+  if (registrar_.joinable()) registrar_.join();
+  try {
+    if (client_->is_connected()) {
+      const auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
+      client_->publish(mqtt::make_message(topics_.fleet_status(), core::fleet_status_json(false, now), 1, true))
+          ->wait_for(std::chrono::seconds(2));
+      client_->disconnect(std::chrono::seconds(2))->wait_for(std::chrono::seconds(3));
+    }
+  } catch (const mqtt::exception& e) {
+    service::log_warn("mqtt_disconnect_failed", {{"error", e.what()}});
+  }
+  connected_ = false;
+  metrics_.mqtt_connected = 0;
+}
+
+void MqttLink::reject(Rejection why, std::string_view topic, std::string_view detail) {
+  metrics_.reject(why);
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(log_mutex_);
+    auto& last = last_rejection_log_[static_cast<std::size_t>(why)];
+    if (last != std::chrono::steady_clock::time_point{} && now - last < std::chrono::seconds(60)) return;
+    last = now;
+  }
+  std::string shown_topic(topic.substr(0, 200));
+  service::log_warn("mqtt_message_dropped", {{"reason", service::rejection_names[static_cast<std::size_t>(why)]},
+                                             {"topic", shown_topic},
+                                             {"detail", std::string(detail)},
+                                             {"note", "logged at most once a minute per reason"}});
+}
+
+void MqttLink::on_message(mqtt::const_message_ptr msg) {
+  // Untrusted input on a foreign thread: never throw, never block.
+  try {
+    ++metrics_.mqtt_messages;
+    const std::string& topic = msg->get_topic();
+    const auto parsed = topics_.parse(topic);
+    const std::string& payload = msg->get_payload_str();
+    if (payload.size() > core::max_body_bytes) return reject(Rejection::too_large, topic, "payload over 65536 bytes");
+    switch (parsed.kind) {
+      case core::Topics::Kind::heartbeat: return handle_heartbeat(parsed.level, payload);
+      case core::Topics::Kind::presence: return handle_presence(parsed.level, payload);
+      case core::Topics::Kind::register_request: return handle_register(parsed.level, msg);
+      case core::Topics::Kind::other: return reject(Rejection::bad_topic, topic, "not a topic the service handles");
+    }
+  } catch (const std::exception& e) {
+    reject(Rejection::malformed, msg ? msg->get_topic() : "", e.what());
+  }
+}
+
+void MqttLink::handle_heartbeat(std::string_view level, const std::string& payload) {
+  const auto id = core::parse_device_id(level);
+  if (!id) return reject(Rejection::bad_topic, level, "device id in the topic is not a UUID");
+  core::Json body = core::Json::object();
+  if (!payload.empty()) {
+    auto parsed = core::parse_json_object(payload);
+    if (!parsed) return reject(Rejection::malformed, level, parsed.error().detail);
+    body = std::move(parsed.value());
+  }
+  auto heartbeat = core::parse_heartbeat(body, *id);
+  if (!heartbeat) return reject(Rejection::invalid_field, level, heartbeat.error().detail);
+  fleet_.heartbeat_async(*id, std::move(heartbeat.value()));
+}
+
+void MqttLink::handle_presence(std::string_view level, const std::string& payload) {
+  if (payload.empty()) return;  // a cleared retained topic (our own, after a delete)
+  const auto id = core::parse_device_id(level);
+  if (!id) return reject(Rejection::bad_topic, level, "device id in the topic is not a UUID");
+  const auto signal = core::parse_presence(payload);
+  if (!signal) return reject(Rejection::malformed, level, "presence must be online, offline or {\"state\":...}");
+  fleet_.presence_async(*id, *signal);
+}
+
+void MqttLink::handle_register(std::string_view level, const mqtt::const_message_ptr& msg) {
+  RegistrationJob job;
+  job.hardware_id = std::string(level);
+  job.payload = msg->get_payload_str();
+  job.reply_topic = topics_.registration_reply(level);
+  const auto& props = msg->get_properties();
+  try {
+    if (props.contains(mqtt::property::RESPONSE_TOPIC))
+      job.reply_topic = mqtt::get<std::string>(props, mqtt::property::RESPONSE_TOPIC);
+    if (props.contains(mqtt::property::CORRELATION_DATA)) {
+      job.correlation = mqtt::get<std::string>(props, mqtt::property::CORRELATION_DATA);
+      job.has_correlation = true;
+    }
+  } catch (const std::exception&) {
+    // Unreadable properties: answer on the default topic.
+  }
+  {
+    std::lock_guard lock(registrations_mutex_);
+    if (registrations_.size() >= max_pending_registrations) {
+      reject(Rejection::too_large, level, "too many registrations waiting; dropped");
+      return;
+    }
+    registrations_.push_back(std::move(job));
+  }
+  registrations_cv_.notify_one();
+}
+
+void MqttLink::registration_loop() {
+  while (true) {
+    RegistrationJob job;
+    {
+      std::unique_lock lock(registrations_mutex_);
+      registrations_cv_.wait(lock, [&] { return stopping_ || !registrations_.empty(); });
+      if (stopping_) return;
+      job = std::move(registrations_.front());
+      registrations_.pop_front();
+    }
+    auto answer = [&](const core::Error& error, Rejection why) {
+      reject(why, job.hardware_id, error.detail);
+      reply(job, core::error_json(error).dump(-1, ' ', false, core::Json::error_handler_t::replace));
+    };
+    auto body = core::parse_json_object(job.payload);
+    if (!body) {
+      answer(body.error(), body.error().kind == core::ErrorKind::too_large ? Rejection::too_large : Rejection::malformed);
+      continue;
+    }
+    auto registration = core::parse_registration(body.value(), job.hardware_id);
+    if (!registration) {
+      answer(registration.error(), Rejection::invalid_field);
+      continue;
+    }
+    auto record = fleet_.register_device(registration.value(), service::Transport::mqtt);
+    if (!record) {
+      core::Error shown = record.error();
+      if (shown.kind == core::ErrorKind::unavailable) shown.detail = "the database is unavailable; try again";
+      reply(job, core::error_json(shown).dump(-1, ' ', false, core::Json::error_handler_t::replace));
+      continue;
+    }
+    reply(job, core::device_record_json(record.value()).dump(-1, ' ', false, core::Json::error_handler_t::replace));
+  }
+}
+
+void MqttLink::reply(const RegistrationJob& job, const std::string& payload) {
+  try {
+    mqtt::properties props;
+    if (job.has_correlation) props.add({mqtt::property::CORRELATION_DATA, job.correlation});
+    auto msg = mqtt::message_ptr_builder().topic(job.reply_topic).payload(payload).qos(1).retained(false)
+                   .properties(std::move(props)).finalize();
+    client_->publish(msg);
+  } catch (const mqtt::exception& e) {
+    service::log_warn("mqtt_reply_failed", {{"topic", job.reply_topic}, {"error", e.what()}});
+  }
+}
+
+void MqttLink::publish(const std::string& topic, const std::string& payload, bool retained) {
+  try {
+    client_->publish(mqtt::make_message(topic, payload, 1, retained));
+  } catch (const mqtt::exception&) {
+    // Not connected: retained state is republished after the next connect.
+  }
+}
+
+void MqttLink::publish_status(const store::StoredStatus& status) {
+  auto msg = mqtt::make_message(topics_.status(status.document.device_id),
+                                core::status_document_json(status.document), 1, true);
+  auto* context = new PublishedStatus{status.document.device_id, status.seq};
+  try {
+    client_->publish(msg, context, *acks_);
+  } catch (const mqtt::exception&) {
+    delete context;  // stays in the outbox; republished after the next connect
+  }
+}
+
+void MqttLink::clear_device(const core::DeviceId& id) {
+  publish(topics_.status(id), "", true);
+  publish(topics_.presence(id), "", true);
+}
+
+void MqttLink::publish_summary(const core::FleetCounts& counts, core::TimePoint now) {
+  publish(topics_.fleet_summary(), core::fleet_summary_json(counts, now), true);
+}
+
+}  // namespace maestra::mqtt_adapter

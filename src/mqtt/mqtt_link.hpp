@@ -1,0 +1,82 @@
+// The MQTT adapter (Eclipse Paho C++, MQTT v5): subscribes to device topics,
+// translates messages into Fleet calls, and publishes retained status documents,
+// the fleet summary and the service's own birth/will. It decides nothing: topics
+// come from core/topics, payload rules from core/requests and core/presence.
+//
+// Threading: Paho calls on_message on its own thread. That callback never blocks
+// and never touches the database: heartbeats and presence go to the fleet
+// owner's queue, registrations to this adapter's registration worker.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include <mqtt/async_client.h>
+
+#include "core/config.hpp"
+#include "core/topics.hpp"
+#include "service/fleet.hpp"
+#include "service/metrics.hpp"
+
+namespace maestra::mqtt_adapter {
+
+class MqttLink : public service::StatusPublisher {
+ public:
+  MqttLink(const core::Config& config, service::Fleet& fleet, service::Metrics& metrics);
+  ~MqttLink() override;
+
+  // Starts connecting in the background (retrying with backoff until it succeeds).
+  void start();
+  // Publishes the fleet's offline status and disconnects cleanly.
+  void stop();
+  bool connected() const { return connected_; }
+
+  void publish_status(const store::StoredStatus& status) override;
+  void clear_device(const core::DeviceId& id) override;
+  void publish_summary(const core::FleetCounts& counts, core::TimePoint now) override;
+
+ private:
+  struct RegistrationJob {
+    std::string hardware_id;
+    std::string payload;
+    std::string reply_topic;
+    std::string correlation;
+    bool has_correlation = false;
+  };
+  class AckListener;
+
+  void connect_loop();
+  void on_connected();
+  void on_message(mqtt::const_message_ptr msg);
+  void handle_heartbeat(std::string_view level, const std::string& payload);
+  void handle_presence(std::string_view level, const std::string& payload);
+  void handle_register(std::string_view level, const mqtt::const_message_ptr& msg);
+  void registration_loop();
+  void reply(const RegistrationJob& job, const std::string& payload);
+  void reject(service::Rejection why, std::string_view topic, std::string_view detail);
+  void publish(const std::string& topic, const std::string& payload, bool retained);
+
+  const core::Config& config_;
+  service::Fleet& fleet_;
+  service::Metrics& metrics_;
+  core::Topics topics_;
+  std::unique_ptr<mqtt::async_client> client_;
+  std::unique_ptr<AckListener> acks_;
+  std::atomic<bool> connected_{false};
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> connections_{0};
+  std::thread connector_;
+
+  std::mutex registrations_mutex_;
+  std::condition_variable registrations_cv_;
+  std::deque<RegistrationJob> registrations_;
+  std::thread registrar_;
+
+  std::mutex log_mutex_;
+  std::array<std::chrono::steady_clock::time_point, 8> last_rejection_log_{};
+};
+
+}  // namespace maestra::mqtt_adapter

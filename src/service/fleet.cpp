@@ -1,0 +1,606 @@
+// The fleet owner: registry, deadlines, batched transitions, coalesced last_seen.
+#include "service/fleet.hpp"
+
+#include <algorithm>
+#include <chrono>
+
+#include "service/log.hpp"
+
+namespace maestra::service {
+
+using core::Error;
+using core::ErrorKind;
+
+namespace {
+constexpr std::size_t max_expiries_per_cycle = 20000;
+constexpr int max_retry_attempts = 120;       // transitions that could not be stored (database down)
+constexpr core::Millis retry_delay{1000};
+constexpr core::Millis summary_interval{1000};
+
+bool allow_log(std::mutex& m, TimePoint& last, TimePoint now) {
+  std::lock_guard lock(m);
+  if (last != TimePoint{} && now - last < std::chrono::seconds{60}) return false;
+  last = now;
+  return true;
+}
+}  // namespace
+
+struct Fleet::Event {
+  enum class Kind { heartbeat, presence, registered, patch, removed, broker_connected } kind;
+  DeviceId id{};
+  Transport transport = Transport::mqtt;
+  bool reports_error = false;
+  core::PresenceSignal presence{};
+  std::shared_ptr<std::promise<Result<HeartbeatReply>>> heartbeat_reply = {};
+  struct PatchJob {
+    core::DevicePatch patch;
+    std::promise<Result<core::DeviceRecord>> reply;
+  };
+  std::shared_ptr<PatchJob> patch = {};
+  core::DeviceState registered_state{};
+  store::StoredStatus registered_status{};
+  int attempts = 0;
+  TimePoint not_before{};
+};
+
+struct Fleet::PendingWrite {
+  store::StateWrite write;
+  core::DeviceState before;
+  std::shared_ptr<std::promise<Result<HeartbeatReply>>> reply;
+  bool too_frequent = false;
+  std::optional<Event> retry;  // MQTT-originated events are retried if the store is down
+};
+
+struct Fleet::Batch {
+  std::vector<PendingWrite> writes;
+  std::unordered_map<DeviceId, std::size_t, core::DeviceIdHash> index;
+};
+
+Fleet::Fleet(store::DeviceStore& store, Metrics& metrics, FleetOptions options, Clock clock)
+    : store_(store), metrics_(metrics), options_(options), clock_(std::move(clock)) {}
+
+Fleet::~Fleet() { stop(); }
+
+Result<std::size_t> Fleet::load() {
+  std::unique_lock lock(registry_mutex_);
+  auto loaded = store_.load_states([&](const std::vector<store::LoadedDevice>& page) {
+    for (const auto& d : page) {
+      registry_[d.id] = d.state;
+      ++counts_.by_status[static_cast<std::size_t>(d.state.status())];
+      if (d.state.connected) deadlines_.push(core::deadline_of(d.state, options_.deadlines), d.id);
+    }
+    if (registry_.size() % 200000 < page.size())
+      log_info("registry_loading", {{"devices", std::to_string(registry_.size())}});
+  });
+  for (std::size_t i = 0; i < 4; ++i) metrics_.devices_by_status[i] = counts_.by_status[i];
+  return loaded;
+}
+
+void Fleet::start() {
+  owner_ = std::thread([this] { owner_loop(); });
+  flusher_ = std::thread([this] { flusher_loop(); });
+}
+
+void Fleet::stop() {
+  {
+    std::lock_guard lock(queue_mutex_);
+    if (stopping_ && !owner_.joinable()) return;
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  if (owner_.joinable()) owner_.join();
+  {
+    std::lock_guard lock(flush_mutex_);
+    flusher_stopping_ = true;
+  }
+  flush_cv_.notify_all();
+  if (flusher_.joinable()) flusher_.join();
+}
+
+void Fleet::post(Event event) {
+  {
+    std::lock_guard lock(queue_mutex_);
+    queue_.push_back(std::move(event));
+  }
+  queue_cv_.notify_one();
+}
+
+// --- commands -------------------------------------------------------------------
+
+Result<core::DeviceRecord> Fleet::register_device(const core::Registration& r, Transport transport) {
+  const TimePoint now = clock_();
+  auto record = store_.register_device(r, now);
+  if (!record) {
+    if (record.error().kind == ErrorKind::conflict) metrics_.reject(Rejection::conflict);
+    if (record.error().kind == ErrorKind::unavailable) ++metrics_.database_errors;
+    return record;
+  }
+  ++metrics_.registrations[static_cast<std::size_t>(transport)];
+  Event e{Event::Kind::registered};
+  e.id = record->id;
+  e.registered_state = core::register_device(now, r.offline_after).next;
+  e.registered_status.document = core::StatusDocument{record->id,        record->name,     record->device_type,
+                                                      record->hardware_id, core::Status::online, now, now,
+                                                      core::Reason::registered};
+  e.registered_status.seq = 1;
+  post(std::move(e));
+  return record;
+}
+
+Result<HeartbeatReply> Fleet::heartbeat(const core::HeartbeatRequest& h, Transport transport) {
+  DeviceId id{};
+  if (h.device_id) {
+    id = *h.device_id;
+  } else {
+    auto record = store_.get_by_hardware_id(*h.hardware_id);
+    if (!record) return record.error();
+    id = record->id;
+  }
+  if (h.updates_attributes()) {
+    std::lock_guard lock(flush_mutex_);
+    pending_attributes_.emplace_back(id, h);
+  }
+  Event e{Event::Kind::heartbeat};
+  e.id = id;
+  e.transport = transport;
+  e.reports_error = h.reports_error;
+  e.heartbeat_reply = std::make_shared<std::promise<Result<HeartbeatReply>>>();
+  auto reply = e.heartbeat_reply->get_future();
+  post(std::move(e));
+  if (reply.wait_for(options_.reply_timeout) != std::future_status::ready)
+    return Error{ErrorKind::unavailable, "", "the service is overloaded; try again"};
+  return reply.get();
+}
+
+void Fleet::heartbeat_async(const DeviceId& id, core::HeartbeatRequest h) {
+  if (h.updates_attributes()) {
+    std::lock_guard lock(flush_mutex_);
+    pending_attributes_.emplace_back(id, std::move(h));
+  }
+  Event e{Event::Kind::heartbeat};
+  e.id = id;
+  e.transport = Transport::mqtt;
+  e.reports_error = h.reports_error;
+  post(std::move(e));
+}
+
+void Fleet::presence_async(const DeviceId& id, core::PresenceSignal signal) {
+  Event e{Event::Kind::presence};
+  e.id = id;
+  e.presence = signal;
+  post(std::move(e));
+}
+
+Result<core::DeviceRecord> Fleet::patch(const DeviceId& id, const core::DevicePatch& patch) {
+  Event e{Event::Kind::patch};
+  e.id = id;
+  e.patch = std::make_shared<Event::PatchJob>();
+  e.patch->patch = patch;
+  auto reply = e.patch->reply.get_future();
+  post(std::move(e));
+  if (reply.wait_for(options_.reply_timeout) != std::future_status::ready)
+    return Error{ErrorKind::unavailable, "", "the service is overloaded; try again"};
+  auto record = reply.get();
+  if (record) overlay_last_seen(record.value());
+  return record;
+}
+
+Result<core::Done> Fleet::remove(const DeviceId& id) {
+  auto removed = store_.remove(id);
+  if (!removed) return removed.error();
+  Event e{Event::Kind::removed};
+  e.id = id;
+  post(std::move(e));
+  return core::Done{};
+}
+
+// --- queries --------------------------------------------------------------------
+
+void Fleet::overlay_last_seen(core::DeviceRecord& record) const {
+  std::shared_lock lock(registry_mutex_);
+  if (auto it = registry_.find(record.id); it != registry_.end() && it->second.last_seen > record.last_seen)
+    record.last_seen = it->second.last_seen;
+}
+
+Result<core::DeviceRecord> Fleet::get(const DeviceId& id) {
+  auto record = store_.get(id);
+  if (record) overlay_last_seen(record.value());
+  return record;
+}
+
+Result<core::Done> Fleet::list(const store::ListQuery& q,
+                               const std::function<void(const std::vector<core::DeviceRecord>&)>& page) {
+  return store_.list(q, [&](const std::vector<core::DeviceRecord>& records) {
+    std::vector<core::DeviceRecord> fresh = records;
+    for (auto& r : fresh) overlay_last_seen(r);
+    page(fresh);
+  });
+}
+
+Result<std::vector<store::HistoryEntry>> Fleet::history(const DeviceId& id, int limit) {
+  return store_.history(id, limit);
+}
+
+core::FleetCounts Fleet::counts() const {
+  std::shared_lock lock(registry_mutex_);
+  return counts_;
+}
+
+std::size_t Fleet::size() const {
+  std::shared_lock lock(registry_mutex_);
+  return registry_.size();
+}
+
+void Fleet::broker_connected() { post(Event{Event::Kind::broker_connected}); }
+
+void Fleet::status_acked(const DeviceId& id, std::int64_t seq) {
+  ++metrics_.status_published;
+  std::lock_guard lock(flush_mutex_);
+  pending_acks_.emplace_back(id, seq);
+}
+
+// --- the owner thread -------------------------------------------------------------
+
+void Fleet::watch(const DeviceId& id, const core::DeviceState& state) {
+  if (state.connected) deadlines_.push(core::deadline_of(state, options_.deadlines), id);
+}
+
+void Fleet::apply_counts(std::optional<core::Status> from, std::optional<core::Status> to) {
+  if (from) --counts_.by_status[static_cast<std::size_t>(*from)];
+  if (to) ++counts_.by_status[static_cast<std::size_t>(*to)];
+  if (from) metrics_.devices_by_status[static_cast<std::size_t>(*from)] = counts_.by_status[static_cast<std::size_t>(*from)];
+  if (to) metrics_.devices_by_status[static_cast<std::size_t>(*to)] = counts_.by_status[static_cast<std::size_t>(*to)];
+  counts_dirty_ = true;
+}
+
+void Fleet::owner_loop() {
+  while (true) {
+    std::deque<Event> events;
+    {
+      std::unique_lock lock(queue_mutex_);
+      const TimePoint now = clock_();
+      auto wake = now + std::chrono::seconds{1};
+      if (auto next = deadlines_.next_deadline()) wake = std::min(wake, *next);
+      if (!retries_.empty()) wake = std::min(wake, retries_.front().not_before);
+      if (counts_dirty_) wake = std::min(wake, last_summary_ + summary_interval);
+      if (queue_.empty() && !stopping_ && wake > now) {
+        // The queue has its own clock domain: convert the wake-up to steady time.
+        queue_cv_.wait_for(lock, wake - now);
+      }
+      events.swap(queue_);
+      if (stopping_ && events.empty()) break;
+    }
+    const TimePoint now = clock_();
+    while (!retries_.empty() && retries_.front().not_before <= now) {
+      events.push_back(std::move(retries_.front()));
+      retries_.pop_front();
+    }
+    Batch batch;
+    for (auto& event : events) handle(event, batch, now);
+    expire_due(batch, now);
+    commit(batch);
+    if (counts_dirty_ && now - last_summary_ >= summary_interval && publisher_) {
+      publisher_->publish_summary(counts(), now);
+      counts_dirty_ = false;
+      last_summary_ = now;
+    }
+  }
+}
+
+void Fleet::handle(Event& event, Batch& batch, TimePoint now) {
+  switch (event.kind) {
+    case Event::Kind::heartbeat:
+      handle_heartbeat(event, batch, now);
+      break;
+    case Event::Kind::presence:
+      handle_presence(event, batch, now);
+      break;
+    case Event::Kind::patch:
+      commit(batch);  // keep order: everything before the patch is stored first
+      handle_patch(event, batch, now);
+      break;
+    case Event::Kind::registered: {
+      std::unique_lock lock(registry_mutex_);
+      auto [it, inserted] = registry_.try_emplace(event.id, event.registered_state);
+      if (inserted) apply_counts(std::nullopt, core::Status::online);
+      lock.unlock();
+      if (inserted) {
+        watch(event.id, event.registered_state);
+        ++metrics_.transitions[static_cast<std::size_t>(core::Reason::registered)];
+        if (publisher_) publisher_->publish_status(event.registered_status);
+      }
+      break;
+    }
+    case Event::Kind::removed: {
+      commit(batch);
+      std::unique_lock lock(registry_mutex_);
+      if (auto it = registry_.find(event.id); it != registry_.end()) {
+        apply_counts(it->second.status(), std::nullopt);
+        registry_.erase(it);
+      }
+      lock.unlock();
+      {
+        std::lock_guard flush_lock(flush_mutex_);
+        pending_seen_.erase(event.id);
+      }
+      if (publisher_) publisher_->clear_device(event.id);
+      break;
+    }
+    case Event::Kind::broker_connected:
+      commit(batch);
+      republish_outbox();
+      counts_dirty_ = true;
+      last_summary_ = TimePoint{};
+      break;
+  }
+}
+
+void Fleet::add_write(Batch& batch, const DeviceId& id, const core::DeviceState& before, const core::Outcome& outcome,
+                      Event* source) {
+  PendingWrite w;
+  w.write = store::StateWrite{id, outcome.next, outcome.transition};
+  w.before = before;
+  if (source) {
+    w.reply = source->heartbeat_reply;
+    if (!source->heartbeat_reply && source->kind != Event::Kind::patch) w.retry = *source;
+  }
+  batch.index[id] = batch.writes.size();
+  batch.writes.push_back(std::move(w));
+}
+
+void Fleet::handle_heartbeat(Event& event, Batch& batch, TimePoint now) {
+  if (batch.index.count(event.id)) commit(batch);  // one write per device per transaction
+  std::unique_lock lock(registry_mutex_);
+  auto it = registry_.find(event.id);
+  if (it == registry_.end()) {
+    lock.unlock();
+    metrics_.reject(Rejection::unknown_device);
+    if (event.heartbeat_reply)
+      event.heartbeat_reply->set_value(Error{ErrorKind::not_found, "device_id", "no device with id " + event.id.to_string()});
+    return;
+  }
+  const core::DeviceState before = it->second;
+  const auto decided = core::apply_heartbeat(before, event.reports_error, now);
+  it->second = decided.outcome.next;
+  lock.unlock();
+  ++metrics_.heartbeats[static_cast<std::size_t>(event.transport)];
+  if (decided.too_frequent) ++metrics_.frequent_heartbeats;
+  if (decided.log_frequency)
+    log_warn("heartbeat_too_frequent", {{"device_id", event.id.to_string()},
+                                        {"transport", event.transport == Transport::mqtt ? "mqtt" : "http"},
+                                        {"advice", std::string(core::frequency_warning_text)}});
+  if (!before.connected) watch(event.id, decided.outcome.next);
+  if (decided.outcome.changed || decided.outcome.transition) {
+    add_write(batch, event.id, before, decided.outcome, &event);
+    batch.writes.back().too_frequent = decided.too_frequent;
+    return;
+  }
+  {
+    std::lock_guard flush_lock(flush_mutex_);
+    pending_seen_[event.id] = now;
+  }
+  if (event.heartbeat_reply)
+    event.heartbeat_reply->set_value(
+        HeartbeatReply{event.id, decided.outcome.next.status(), decided.outcome.next.last_seen, decided.too_frequent});
+}
+
+void Fleet::handle_presence(Event& event, Batch& batch, TimePoint now) {
+  if (batch.index.count(event.id)) commit(batch);
+  std::unique_lock lock(registry_mutex_);
+  auto it = registry_.find(event.id);
+  if (it == registry_.end()) {
+    lock.unlock();
+    metrics_.reject(Rejection::unknown_device);
+    return;
+  }
+  const core::DeviceState before = it->second;
+  const auto outcome = core::apply_presence(before, event.presence, now);
+  if (outcome.ignored) {
+    lock.unlock();
+    metrics_.reject(Rejection::stale_will);
+    return;
+  }
+  it->second = outcome.next;
+  lock.unlock();
+  if (!before.connected) watch(event.id, outcome.next);
+  if (outcome.changed || outcome.transition) {
+    add_write(batch, event.id, before, outcome, &event);
+  } else if (event.presence.kind == core::PresenceKind::birth) {
+    std::lock_guard flush_lock(flush_mutex_);
+    pending_seen_[event.id] = now;
+  }
+}
+
+void Fleet::handle_patch(Event& event, Batch& batch, TimePoint now) {
+  (void)batch;
+  auto& job = *event.patch;
+  std::unique_lock lock(registry_mutex_);
+  auto it = registry_.find(event.id);
+  if (it == registry_.end()) {
+    lock.unlock();
+    job.reply.set_value(Error{ErrorKind::not_found, "", "no device with id " + event.id.to_string()});
+    return;
+  }
+  const core::DeviceState before = it->second;
+  lock.unlock();
+  core::DeviceState next = before;
+  if (job.patch.offline_after.present) next.offline_after = job.patch.offline_after.value;
+  core::Outcome outcome = core::decide(before, next, core::Reason::admin, now);
+  if (job.patch.status) {
+    outcome = core::apply_admin_status(next, *job.patch.status, now);
+    outcome.changed = outcome.changed || next.offline_after != before.offline_after;
+    if (outcome.transition) outcome.transition->from = before.status();
+  }
+  std::optional<store::StateWrite> write;
+  if (outcome.changed || outcome.transition) write = store::StateWrite{event.id, outcome.next, outcome.transition};
+  auto stored = store_.apply_patch(event.id, job.patch, write, now);
+  if (!stored) {
+    if (stored.error().kind == ErrorKind::unavailable) ++metrics_.database_errors;
+    job.reply.set_value(stored.error());
+    return;
+  }
+  lock.lock();
+  if (auto again = registry_.find(event.id); again != registry_.end()) {
+    again->second.connected = outcome.next.connected;
+    again->second.reported_error = outcome.next.reported_error;
+    again->second.maintenance = outcome.next.maintenance;
+    again->second.offline_after = outcome.next.offline_after;
+    if (outcome.transition) apply_counts(outcome.transition->from, outcome.transition->to);
+  }
+  lock.unlock();
+  watch(event.id, outcome.next);
+  if (stored->second) {
+    ++metrics_.transitions[static_cast<std::size_t>(core::Reason::admin)];
+    if (publisher_) publisher_->publish_status(*stored->second);
+  }
+  job.reply.set_value(stored->first);
+}
+
+void Fleet::expire_due(Batch& batch, TimePoint now) {
+  for (const auto& id : deadlines_.pop_due(now, max_expiries_per_cycle)) {
+    if (batch.index.count(id)) commit(batch);
+    std::unique_lock lock(registry_mutex_);
+    auto it = registry_.find(id);
+    if (it == registry_.end()) continue;
+    const core::DeviceState before = it->second;
+    const auto outcome = core::mark_offline_if_expired(before, options_.deadlines, now);
+    if (outcome.ignored) {
+      lock.unlock();
+      watch(id, before);  // heard from since: re-arm with the current deadline
+      continue;
+    }
+    it->second = outcome.next;
+    lock.unlock();
+    add_write(batch, id, before, outcome, nullptr);
+  }
+}
+
+void Fleet::commit(Batch& batch) {
+  if (batch.writes.empty()) return;
+  std::vector<store::StateWrite> writes;
+  writes.reserve(batch.writes.size());
+  for (const auto& w : batch.writes) writes.push_back(w.write);
+  auto stored = store_.write_states(writes);
+  const TimePoint now = clock_();
+  if (stored) {
+    ++metrics_.transition_batches;
+    {
+      std::unique_lock lock(registry_mutex_);
+      for (const auto& w : batch.writes)
+        if (w.write.transition && registry_.count(w.write.id))
+          apply_counts(w.write.transition->from, w.write.transition->to);
+    }
+    for (const auto& s : stored.value()) {
+      ++metrics_.transitions[static_cast<std::size_t>(s.document.reason)];
+      if (publisher_) publisher_->publish_status(s);
+    }
+    for (auto& w : batch.writes)
+      if (w.reply)
+        w.reply->set_value(HeartbeatReply{w.write.id, w.write.state.status(), w.write.state.last_seen, w.too_frequent});
+  } else {
+    ++metrics_.database_errors;
+    static std::mutex log_mutex;
+    static TimePoint last_log{};
+    if (allow_log(log_mutex, last_log, now))
+      log_error("transitions_not_stored",
+                {{"devices", std::to_string(batch.writes.size())}, {"error", stored.error().detail}});
+    std::unique_lock lock(registry_mutex_);
+    for (auto& w : batch.writes) {
+      if (auto it = registry_.find(w.write.id); it != registry_.end()) {
+        it->second.connected = w.before.connected;
+        it->second.reported_error = w.before.reported_error;
+        it->second.maintenance = w.before.maintenance;
+        if (w.before.connected) deadlines_.push(now + retry_delay, w.write.id);
+      }
+      if (w.reply) w.reply->set_value(Error{ErrorKind::unavailable, "", "the database is unavailable"});
+      if (w.retry && w.retry->attempts < max_retry_attempts) {
+        Event again = *w.retry;
+        ++again.attempts;
+        again.not_before = now + retry_delay;
+        retries_.push_back(std::move(again));
+      }
+    }
+  }
+  batch.writes.clear();
+  batch.index.clear();
+}
+
+void Fleet::republish_outbox() {
+  auto pending = store_.unpublished(200000);
+  if (!pending) {
+    ++metrics_.database_errors;
+    log_error("outbox_read_failed", {{"error", pending.error().detail}});
+    return;
+  }
+  if (!pending->empty()) log_info("outbox_republish", {{"statuses", std::to_string(pending->size())}});
+  if (publisher_)
+    for (const auto& s : pending.value()) publisher_->publish_status(s);
+}
+
+// --- the flusher thread -----------------------------------------------------------
+
+void Fleet::flusher_loop() {
+  std::unordered_map<DeviceId, TimePoint, core::DeviceIdHash> seen;
+  std::vector<std::pair<DeviceId, std::int64_t>> acks;
+  std::vector<std::pair<DeviceId, core::HeartbeatRequest>> attributes;
+  TimePoint last_error_log{};
+  std::mutex log_mutex;
+  while (true) {
+    bool stopping = false;
+    {
+      std::unique_lock lock(flush_mutex_);
+      flush_cv_.wait_for(lock, options_.flush_interval, [&] { return flusher_stopping_; });
+      stopping = flusher_stopping_;
+      for (auto& [id, t] : pending_seen_) {
+        auto& slot = seen[id];
+        slot = std::max(slot, t);
+      }
+      pending_seen_.clear();
+      acks.insert(acks.end(), pending_acks_.begin(), pending_acks_.end());
+      pending_acks_.clear();
+      attributes.insert(attributes.end(), std::make_move_iterator(pending_attributes_.begin()),
+                        std::make_move_iterator(pending_attributes_.end()));
+      pending_attributes_.clear();
+    }
+    const TimePoint now = clock_();
+    bool failed = false;
+    if (!seen.empty()) {
+      std::vector<std::pair<DeviceId, TimePoint>> rows(seen.begin(), seen.end());
+      const auto started = std::chrono::steady_clock::now();
+      auto written = store_.flush_last_seen(rows);
+      if (written) {
+        ++metrics_.flushes;
+        metrics_.flushed_rows += rows.size();
+        metrics_.last_flush_rows = rows.size();
+        metrics_.flush_seconds_micros += static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count());
+        seen.clear();
+      } else {
+        failed = true;
+        ++metrics_.database_errors;
+        if (allow_log(log_mutex, last_error_log, now))
+          log_error("last_seen_flush_failed", {{"devices", std::to_string(rows.size())}, {"error", written.error().detail}});
+      }
+    }
+    while (!failed && !attributes.empty()) {
+      const auto& [id, h] = attributes.front();
+      if (!store_.update_heartbeat_attributes(id, h, now)) {
+        failed = true;
+        break;
+      }
+      attributes.erase(attributes.begin());
+    }
+    if (!failed && !acks.empty()) {
+      if (store_.mark_published(acks))
+        acks.clear();
+      else
+        failed = true;
+    }
+    if (stopping) {
+      if (failed) log_error("shutdown_flush_incomplete", {{"last_seen_rows_lost", std::to_string(seen.size())}});
+      break;
+    }
+  }
+}
+
+}  // namespace maestra::service

@@ -1,0 +1,152 @@
+// The fleet owner: the one place where the core's rules meet the store and the
+// publisher. It holds the in-memory registry (state of every device), the
+// deadline queue and the coalescing buffer, and runs two threads:
+//   - the owner thread, which applies every heartbeat, presence message, timeout
+//     and admin change through the core, stores transitions in batches (one
+//     transaction per cycle, before anything is published) and publishes them;
+//   - the flusher thread, which writes coalesced last_seen refreshes (at most
+//     flush_interval late), heartbeat attribute updates and outbox acks.
+// Transports (HTTP handlers, Paho callbacks) call the public functions from their
+// own threads; those never block on the owner except where a reply needs it.
+//
+// A note on what a crash loses: transitions are committed before they are
+// published and before the caller is answered; only last_seen refreshes still in
+// the coalescing buffer (at most flush_interval old) can be lost.
+#pragma once
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "core/deadlines.hpp"
+#include "core/heartbeat.hpp"
+#include "core/presence.hpp"
+#include "service/metrics.hpp"
+#include "store/device_store.hpp"
+
+namespace maestra::service {
+
+using core::DeviceId;
+using core::Result;
+using core::TimePoint;
+
+// Implemented by the MQTT adapter. Calls are non-blocking; the adapter reports
+// broker acknowledgements of status messages back through Fleet::status_acked.
+class StatusPublisher {
+ public:
+  virtual ~StatusPublisher() = default;
+  virtual void publish_status(const store::StoredStatus& status) = 0;
+  virtual void clear_device(const DeviceId& id) = 0;
+  virtual void publish_summary(const core::FleetCounts& counts, TimePoint now) = 0;
+};
+
+using Clock = std::function<TimePoint()>;
+
+struct HeartbeatReply {
+  DeviceId id;
+  core::Status status;
+  TimePoint last_seen;
+  bool too_frequent = false;
+};
+
+struct FleetOptions {
+  core::DeadlinePolicy deadlines;
+  core::Millis flush_interval{250};
+  std::chrono::milliseconds reply_timeout{10000};
+};
+
+class Fleet {
+ public:
+  Fleet(store::DeviceStore& store, Metrics& metrics, FleetOptions options, Clock clock);
+  ~Fleet();
+  Fleet(const Fleet&) = delete;
+  Fleet& operator=(const Fleet&) = delete;
+
+  void set_publisher(StatusPublisher* publisher) { publisher_ = publisher; }
+
+  // Loads every device from the store (before start()).
+  Result<std::size_t> load();
+  void start();
+  void stop();  // drains, flushes, joins
+
+  // --- commands, from any transport ---
+  Result<core::DeviceRecord> register_device(const core::Registration& r, Transport transport);
+  // Waits for the decision (and, for a transition, until it is stored).
+  Result<HeartbeatReply> heartbeat(const core::HeartbeatRequest& h, Transport transport);
+  // Fire and forget (MQTT): unknown devices are counted and dropped.
+  void heartbeat_async(const DeviceId& id, core::HeartbeatRequest h);
+  void presence_async(const DeviceId& id, core::PresenceSignal signal);
+  Result<core::DeviceRecord> patch(const DeviceId& id, const core::DevicePatch& patch);
+  Result<core::Done> remove(const DeviceId& id);
+
+  // --- queries ---
+  Result<core::DeviceRecord> get(const DeviceId& id);
+  Result<core::Done> list(const store::ListQuery& q,
+                          const std::function<void(const std::vector<core::DeviceRecord>&)>& page);
+  Result<std::vector<store::HistoryEntry>> history(const DeviceId& id, int limit);
+  Result<core::Done> database_health() { return store_.ping(); }
+  core::FleetCounts counts() const;
+  std::size_t size() const;
+
+  // --- from the MQTT adapter ---
+  void broker_connected();
+  void status_acked(const DeviceId& id, std::int64_t seq);
+
+ private:
+  struct Event;
+  struct PendingWrite;
+  struct Batch;
+
+  void post(Event event);
+  void owner_loop();
+  void flusher_loop();
+  void handle(Event& event, Batch& batch, TimePoint now);
+  void handle_heartbeat(Event& event, Batch& batch, TimePoint now);
+  void handle_presence(Event& event, Batch& batch, TimePoint now);
+  void handle_patch(Event& event, Batch& batch, TimePoint now);
+  void expire_due(Batch& batch, TimePoint now);
+  void add_write(Batch& batch, const DeviceId& id, const core::DeviceState& before, const core::Outcome& outcome,
+                 Event* source);
+  void commit(Batch& batch);
+  void apply_counts(std::optional<core::Status> from, std::optional<core::Status> to);
+  void republish_outbox();
+  void watch(const DeviceId& id, const core::DeviceState& state);
+  void overlay_last_seen(core::DeviceRecord& record) const;
+
+  store::DeviceStore& store_;
+  Metrics& metrics_;
+  FleetOptions options_;
+  Clock clock_;
+  StatusPublisher* publisher_ = nullptr;
+
+  mutable std::shared_mutex registry_mutex_;  // owner writes, readers overlay
+  std::unordered_map<DeviceId, core::DeviceState, core::DeviceIdHash> registry_;
+  core::DeadlineQueue deadlines_;  // owner thread only
+  core::FleetCounts counts_;       // guarded by registry_mutex_
+  bool counts_dirty_ = true;
+  TimePoint last_summary_{};
+
+  std::mutex queue_mutex_;
+  std::condition_variable queue_cv_;
+  std::deque<Event> queue_;
+  std::deque<Event> retries_;  // owner thread only
+  bool stopping_ = false;
+
+  std::mutex flush_mutex_;
+  std::condition_variable flush_cv_;
+  std::unordered_map<DeviceId, TimePoint, core::DeviceIdHash> pending_seen_;
+  std::vector<std::pair<DeviceId, std::int64_t>> pending_acks_;
+  std::vector<std::pair<DeviceId, core::HeartbeatRequest>> pending_attributes_;
+  bool flusher_stopping_ = false;
+
+  std::thread owner_;
+  std::thread flusher_;
+};
+
+}  // namespace maestra::service

@@ -1,0 +1,465 @@
+// SQL of the registry: registration, reads, batched state writes, coalesced
+// last_seen flushes, patches, deletion, start-up load and the status outbox.
+//
+// A note on parameters: batches travel as Postgres array literals of uuids,
+// booleans and epoch milliseconds (built here, no user text inside), unnested
+// server-side, so a batch of any size is one statement and one round trip.
+#include "store/device_store.hpp"
+
+#include <sstream>
+
+namespace maestra::store {
+
+using core::DeviceRecord;
+using core::Error;
+using core::ErrorKind;
+using core::Json;
+
+namespace {
+
+constexpr const char* record_columns =
+    "id::text, name, device_type, hardware_id, firmware_version, ip_address, location::text, metadata::text, "
+    "status, (extract(epoch from last_seen) * 1000)::bigint, "
+    "(extract(epoch from status_changed_at) * 1000)::bigint, (extract(epoch from created_at) * 1000)::bigint, "
+    "(extract(epoch from updated_at) * 1000)::bigint, offline_after";
+
+std::int64_t to_ms(TimePoint t) { return t.time_since_epoch().count(); }
+TimePoint from_ms(std::int64_t ms) { return TimePoint{core::Millis{ms}}; }
+
+const char* opt(const std::optional<std::string>& value) { return value ? value->c_str() : nullptr; }
+
+std::optional<std::string> json_text(const Json& value) {
+  if (value.is_null()) return std::nullopt;
+  return value.dump();
+}
+
+DeviceRecord to_record(const pqxx::row& row) {
+  DeviceRecord r;
+  r.id = *core::parse_device_id(row[0].c_str());
+  r.name = row[1].as<std::string>();
+  r.device_type = row[2].as<std::string>();
+  r.hardware_id = row[3].as<std::string>();
+  if (!row[4].is_null()) r.firmware_version = row[4].as<std::string>();
+  if (!row[5].is_null()) r.ip_address = row[5].as<std::string>();
+  r.location = row[6].is_null() ? Json(nullptr) : Json::parse(row[6].c_str());
+  r.metadata = row[7].is_null() ? Json(nullptr) : Json::parse(row[7].c_str());
+  r.status = core::parse_status(row[8].c_str()).value_or(core::Status::offline);
+  r.last_seen = from_ms(row[9].as<std::int64_t>());
+  r.status_changed_at = from_ms(row[10].as<std::int64_t>());
+  r.created_at = from_ms(row[11].as<std::int64_t>());
+  r.updated_at = from_ms(row[12].as<std::int64_t>());
+  if (!row[13].is_null()) r.offline_after = core::Seconds{row[13].as<std::int64_t>()};
+  return r;
+}
+
+// Array literals: every element here is a uuid, boolean, integer or one of our
+// fixed status/reason words, so no quoting is needed.
+class ArrayLiteral {
+ public:
+  void add(std::string_view element) {
+    text_ += text_.size() > 1 ? "," : "";
+    text_ += element;
+  }
+  void add(std::int64_t n) { add(std::string_view(std::to_string(n))); }
+  void add_bool(bool b) { add(std::string_view(b ? "t" : "f")); }
+  void add_null() { add(std::string_view("NULL")); }
+  std::string str() const { return text_ + "}"; }
+
+ private:
+  std::string text_ = "{";
+};
+
+}  // namespace
+
+template <class Fn>
+auto DeviceStore::guarded(const char* what, Fn&& fn) -> decltype(fn(std::declval<pqxx::connection&>())) {
+  try {
+    auto lease = pool_.acquire();
+    try {
+      return fn(*lease);
+    } catch (const pqxx::broken_connection&) {
+      lease.discard();
+      throw;
+    } catch (const pqxx::in_doubt_error&) {
+      lease.discard();
+      throw;
+    }
+  } catch (const pqxx::broken_connection& e) {
+    return Error{ErrorKind::unavailable, "", std::string(what) + ": database connection lost: " + e.what()};
+  } catch (const pqxx::sql_error& e) {
+    return Error{ErrorKind::unavailable, "", std::string(what) + ": database error: " + e.what()};
+  } catch (const std::exception& e) {
+    return Error{ErrorKind::unavailable, "", std::string(what) + ": " + e.what()};
+  }
+}
+
+void DeviceStore::prepare_statements(pqxx::connection& c) {
+  c.prepare("register",
+            std::string("WITH ins AS ("
+                        " INSERT INTO devices (name, device_type, hardware_id, firmware_version, ip_address,"
+                        "  location, metadata, status, connected, last_seen, status_changed_at, status_reason,"
+                        "  offline_after, created_at, updated_at)"
+                        " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, 'online', true,"
+                        "  to_timestamp($8::bigint / 1000.0), to_timestamp($8::bigint / 1000.0), 'registered', $9,"
+                        "  to_timestamp($8::bigint / 1000.0), to_timestamp($8::bigint / 1000.0))"
+                        " ON CONFLICT (hardware_id) DO NOTHING RETURNING *),"
+                        " hist AS (INSERT INTO device_status_history (device_id, from_status, to_status, reason, at)"
+                        "  SELECT id, NULL, 'online', 'registered', created_at FROM ins)"
+                        " SELECT ") +
+                record_columns + " FROM ins");
+  c.prepare("get", std::string("SELECT ") + record_columns + " FROM devices WHERE id = $1::uuid");
+  c.prepare("get_by_hardware_id", std::string("SELECT ") + record_columns + " FROM devices WHERE hardware_id = $1");
+  c.prepare("id_by_hardware_id", "SELECT id::text FROM devices WHERE hardware_id = $1");
+  c.prepare("flush_last_seen",
+            "UPDATE devices d SET last_seen = to_timestamp(u.ms / 1000.0)"
+            " FROM unnest($1::uuid[], $2::bigint[]) AS u(id, ms)"
+            " WHERE d.id = u.id AND d.last_seen < to_timestamp(u.ms / 1000.0)");
+  c.prepare("write_states",
+            "WITH input AS ("
+            " SELECT * FROM unnest($1::uuid[], $2::bool[], $3::bool[], $4::bool[], $5::text[], $6::bigint[],"
+            "  $7::text[], $8::text[], $9::bigint[], $10::int[], $11::int[])"
+            "  AS u(id, connected, reported_error, maintenance, status, last_seen_ms, reason, from_status, at_ms,"
+            "       offline_after, ord)),"
+            " upd AS ("
+            " UPDATE devices d SET connected = u.connected, reported_error = u.reported_error,"
+            "  maintenance = u.maintenance, status = u.status, offline_after = u.offline_after,"
+            "  last_seen = GREATEST(d.last_seen, to_timestamp(u.last_seen_ms / 1000.0)),"
+            "  status_changed_at = CASE WHEN u.reason IS NULL THEN d.status_changed_at"
+            "                      ELSE to_timestamp(u.at_ms / 1000.0) END,"
+            "  status_reason = COALESCE(u.reason, d.status_reason),"
+            "  status_seq = d.status_seq + CASE WHEN u.reason IS NULL THEN 0 ELSE 1 END,"
+            "  updated_at = to_timestamp(u.at_ms / 1000.0)"
+            " FROM input u WHERE d.id = u.id"
+            " RETURNING d.id, d.name, d.device_type, d.hardware_id, d.status,"
+            "  (extract(epoch from d.last_seen) * 1000)::bigint AS last_seen_ms,"
+            "  (extract(epoch from d.status_changed_at) * 1000)::bigint AS changed_ms, d.status_reason,"
+            "  d.status_seq, u.reason IS NOT NULL AS transitioned, u.from_status, u.ord, d.status_changed_at),"
+            " hist AS (INSERT INTO device_status_history (device_id, from_status, to_status, reason, at)"
+            "  SELECT id, from_status, status, status_reason, status_changed_at FROM upd WHERE transitioned)"
+            " SELECT id::text, name, device_type, hardware_id, status, last_seen_ms, changed_ms, status_reason,"
+            "  status_seq FROM upd WHERE transitioned ORDER BY ord");
+  c.prepare("mark_published",
+            "UPDATE devices d SET published_seq = u.seq FROM unnest($1::uuid[], $2::bigint[]) AS u(id, seq)"
+            " WHERE d.id = u.id AND d.published_seq < u.seq");
+  c.prepare("unpublished",
+            "SELECT id::text, name, device_type, hardware_id, status,"
+            " (extract(epoch from last_seen) * 1000)::bigint, (extract(epoch from status_changed_at) * 1000)::bigint,"
+            " status_reason, status_seq FROM devices WHERE status_seq <> published_seq LIMIT $1");
+  c.prepare("delete", "DELETE FROM devices WHERE id = $1::uuid RETURNING hardware_id");
+  c.prepare("history",
+            "SELECT from_status, to_status, reason, (extract(epoch from at) * 1000)::bigint"
+            " FROM device_status_history WHERE device_id = $1::uuid ORDER BY at DESC, id DESC LIMIT $2");
+  c.prepare("heartbeat_attributes",
+            "UPDATE devices SET firmware_version = COALESCE($2, firmware_version),"
+            " ip_address = COALESCE($3, ip_address), metadata = COALESCE($4::jsonb, metadata),"
+            " updated_at = to_timestamp($5::bigint / 1000.0) WHERE id = $1::uuid");
+}
+
+namespace {
+StoredStatus to_stored_status(const pqxx::row& row) {
+  StoredStatus s;
+  s.document.device_id = *core::parse_device_id(row[0].c_str());
+  s.document.name = row[1].as<std::string>();
+  s.document.device_type = row[2].as<std::string>();
+  s.document.hardware_id = row[3].as<std::string>();
+  s.document.status = core::parse_status(row[4].c_str()).value_or(core::Status::offline);
+  s.document.last_seen = from_ms(row[5].as<std::int64_t>());
+  s.document.changed_at = from_ms(row[6].as<std::int64_t>());
+  s.document.reason = core::parse_reason(row[7].c_str()).value_or(core::Reason::admin);
+  s.seq = row[8].as<std::int64_t>();
+  return s;
+}
+}  // namespace
+
+Result<DeviceRecord> DeviceStore::register_device(const core::Registration& r, TimePoint now) {
+  return guarded("register", [&](pqxx::connection& c) -> Result<DeviceRecord> {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      pqxx::work tx(c);
+      const auto location = json_text(r.location);
+      const auto metadata = json_text(r.metadata);
+      const auto offline_after = r.offline_after ? std::optional<std::string>(std::to_string(r.offline_after->count()))
+                                                 : std::nullopt;
+      auto rows = tx.exec_prepared("register", r.name, r.device_type, r.hardware_id, opt(r.firmware_version),
+                                   opt(r.ip_address), opt(location), opt(metadata), to_ms(now), opt(offline_after));
+      if (!rows.empty()) {
+        auto record = to_record(rows[0]);
+        tx.commit();
+        return record;
+      }
+      auto existing = tx.exec_prepared("id_by_hardware_id", r.hardware_id);
+      tx.commit();
+      if (!existing.empty())
+        return Error{ErrorKind::conflict, "hardware_id", "a device with this hardware_id is already registered",
+                     existing[0][0].as<std::string>()};
+      // Deleted between the insert and the look-up: try again.
+    }
+    return Error{ErrorKind::unavailable, "", "registration kept racing with deletion"};
+  });
+}
+
+Result<DeviceRecord> DeviceStore::get(const DeviceId& id) {
+  return guarded("get", [&](pqxx::connection& c) -> Result<DeviceRecord> {
+    pqxx::read_transaction tx(c);
+    auto rows = tx.exec_prepared("get", id.to_string());
+    if (rows.empty()) return Error{ErrorKind::not_found, "", "no device with id " + id.to_string()};
+    return to_record(rows[0]);
+  });
+}
+
+Result<DeviceRecord> DeviceStore::get_by_hardware_id(const std::string& hardware_id) {
+  return guarded("get_by_hardware_id", [&](pqxx::connection& c) -> Result<DeviceRecord> {
+    pqxx::read_transaction tx(c);
+    auto rows = tx.exec_prepared("get_by_hardware_id", hardware_id);
+    if (rows.empty()) return Error{ErrorKind::not_found, "hardware_id", "no device with this hardware_id"};
+    return to_record(rows[0]);
+  });
+}
+
+Result<core::Done> DeviceStore::list(const ListQuery& q,
+                                     const std::function<void(const std::vector<DeviceRecord>&)>& page) {
+  return guarded("list", [&](pqxx::connection& c) -> Result<core::Done> {
+    pqxx::read_transaction tx(c);
+    std::string where = "TRUE";
+    if (q.status) where += " AND status = " + tx.quote(*q.status);
+    if (q.device_type) where += " AND device_type = " + tx.quote(*q.device_type);
+    if (q.hardware_id) where += " AND hardware_id = " + tx.quote(*q.hardware_id);
+    constexpr std::int64_t page_size = 1000;
+    std::int64_t remaining = q.limit.value_or(INT64_MAX);
+    std::int64_t offset = q.offset;
+    std::string after;  // keyset: rows after (created_at, id) of the previous page
+    while (remaining > 0) {
+      const std::int64_t n = std::min(remaining, page_size);
+      std::string sql = std::string("SELECT ") + record_columns + " FROM devices WHERE " + where + after +
+                        " ORDER BY created_at, id LIMIT " + std::to_string(n);
+      if (offset > 0) sql += " OFFSET " + std::to_string(offset);
+      auto rows = tx.exec(sql);
+      offset = 0;
+      std::vector<DeviceRecord> records;
+      records.reserve(rows.size());
+      for (const auto& row : rows) records.push_back(to_record(row));
+      if (!records.empty()) page(records);
+      if (static_cast<std::int64_t>(rows.size()) < n) break;
+      remaining -= n;
+      const auto& last = rows[rows.size() - 1];
+      after = " AND (created_at, id) > (to_timestamp(" + std::to_string(last[11].as<std::int64_t>()) +
+              " / 1000.0), " + tx.quote(last[0].as<std::string>()) + "::uuid)";
+    }
+    return core::Done{};
+  });
+}
+
+Result<std::vector<HistoryEntry>> DeviceStore::history(const DeviceId& id, int limit) {
+  return guarded("history", [&](pqxx::connection& c) -> Result<std::vector<HistoryEntry>> {
+    pqxx::read_transaction tx(c);
+    std::vector<HistoryEntry> entries;
+    for (const auto& row : tx.exec_prepared("history", id.to_string(), limit)) {
+      HistoryEntry e;
+      if (!row[0].is_null()) e.from = core::parse_status(row[0].c_str());
+      e.to = core::parse_status(row[1].c_str()).value_or(core::Status::offline);
+      e.reason = row[2].as<std::string>();
+      e.at = from_ms(row[3].as<std::int64_t>());
+      entries.push_back(std::move(e));
+    }
+    return entries;
+  });
+}
+
+Result<std::string> DeviceStore::remove(const DeviceId& id) {
+  return guarded("delete", [&](pqxx::connection& c) -> Result<std::string> {
+    pqxx::work tx(c);
+    auto rows = tx.exec_prepared("delete", id.to_string());
+    tx.commit();
+    if (rows.empty()) return Error{ErrorKind::not_found, "", "no device with id " + id.to_string()};
+    return rows[0][0].as<std::string>();
+  });
+}
+
+Result<std::vector<StoredStatus>> DeviceStore::write_states(const std::vector<StateWrite>& batch) {
+  if (batch.empty()) return std::vector<StoredStatus>{};
+  return guarded("write_states", [&](pqxx::connection& c) -> Result<std::vector<StoredStatus>> {
+    ArrayLiteral ids, connected, reported_error, maintenance, status, last_seen, reason, from, at, offline_after, ord;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const auto& w = batch[i];
+      ids.add(w.id.to_string());
+      connected.add_bool(w.state.connected);
+      reported_error.add_bool(w.state.reported_error);
+      maintenance.add_bool(w.state.maintenance);
+      status.add(core::to_string(w.state.status()));
+      last_seen.add(to_ms(w.state.last_seen));
+      if (w.transition) {
+        reason.add(core::to_string(w.transition->reason));
+        if (w.transition->from)
+          from.add(core::to_string(*w.transition->from));
+        else
+          from.add_null();
+        at.add(to_ms(w.transition->at));
+      } else {
+        reason.add_null();
+        from.add_null();
+        at.add(to_ms(w.state.last_seen));
+      }
+      if (w.state.offline_after)
+        offline_after.add(w.state.offline_after->count());
+      else
+        offline_after.add_null();
+      ord.add(static_cast<std::int64_t>(i));
+    }
+    pqxx::work tx(c);
+    auto rows = tx.exec_prepared("write_states", ids.str(), connected.str(), reported_error.str(), maintenance.str(),
+                                 status.str(), last_seen.str(), reason.str(), from.str(), at.str(),
+                                 offline_after.str(), ord.str());
+    tx.commit();
+    std::vector<StoredStatus> stored;
+    stored.reserve(rows.size());
+    for (const auto& row : rows) stored.push_back(to_stored_status(row));
+    return stored;
+  });
+}
+
+Result<std::size_t> DeviceStore::flush_last_seen(const std::vector<std::pair<DeviceId, TimePoint>>& seen) {
+  if (seen.empty()) return std::size_t{0};
+  return guarded("flush_last_seen", [&](pqxx::connection& c) -> Result<std::size_t> {
+    ArrayLiteral ids, ms;
+    for (const auto& [id, t] : seen) {
+      ids.add(id.to_string());
+      ms.add(to_ms(t));
+    }
+    pqxx::work tx(c);
+    auto result = tx.exec_prepared("flush_last_seen", ids.str(), ms.str());
+    tx.commit();
+    return static_cast<std::size_t>(result.affected_rows());
+  });
+}
+
+Result<core::Done> DeviceStore::update_heartbeat_attributes(const DeviceId& id, const core::HeartbeatRequest& h,
+                                                            TimePoint now) {
+  return guarded("heartbeat_attributes", [&](pqxx::connection& c) -> Result<core::Done> {
+    const auto metadata = json_text(h.metadata);
+    pqxx::work tx(c);
+    tx.exec_prepared("heartbeat_attributes", id.to_string(), opt(h.firmware_version), opt(h.ip_address),
+                     opt(metadata), to_ms(now));
+    tx.commit();
+    return core::Done{};
+  });
+}
+
+Result<std::pair<DeviceRecord, std::optional<StoredStatus>>> DeviceStore::apply_patch(
+    const DeviceId& id, const core::DevicePatch& p, const std::optional<StateWrite>& state, TimePoint now) {
+  using Out = std::pair<DeviceRecord, std::optional<StoredStatus>>;
+  return guarded("patch", [&](pqxx::connection& c) -> Result<Out> {
+    pqxx::work tx(c);
+    auto text_or_null = [&](const std::optional<std::string>& v) { return v ? tx.quote(*v) : std::string("NULL"); };
+    std::vector<std::string> sets;
+    if (p.name.present) sets.push_back("name = " + text_or_null(p.name.value));
+    if (p.firmware_version.present) sets.push_back("firmware_version = " + text_or_null(p.firmware_version.value));
+    if (p.ip_address.present) sets.push_back("ip_address = " + text_or_null(p.ip_address.value));
+    if (p.location.present)
+      sets.push_back("location = " + (p.location.value ? tx.quote(p.location.value->dump()) + "::jsonb" : "NULL"));
+    if (p.metadata.present)
+      sets.push_back("metadata = " + (p.metadata.value ? tx.quote(p.metadata.value->dump()) + "::jsonb" : "NULL"));
+    if (p.offline_after.present)
+      sets.push_back("offline_after = " +
+                     (p.offline_after.value ? std::to_string(p.offline_after.value->count()) : std::string("NULL")));
+    const std::string at = "to_timestamp(" + std::to_string(to_ms(now)) + " / 1000.0)";
+    if (state) {
+      const auto& s = state->state;
+      sets.push_back(std::string("connected = ") + (s.connected ? "true" : "false"));
+      sets.push_back(std::string("reported_error = ") + (s.reported_error ? "true" : "false"));
+      sets.push_back(std::string("maintenance = ") + (s.maintenance ? "true" : "false"));
+      sets.push_back("status = " + tx.quote(std::string(core::to_string(s.status()))));
+      if (state->transition) {
+        sets.push_back("status_changed_at = " + at);
+        sets.push_back("status_reason = " + tx.quote(std::string(core::to_string(state->transition->reason))));
+        sets.push_back("status_seq = status_seq + 1");
+      }
+    }
+    sets.push_back("updated_at = " + at);
+    std::string sql = "UPDATE devices SET ";
+    for (std::size_t i = 0; i < sets.size(); ++i) sql += (i ? ", " : "") + sets[i];
+    sql += " WHERE id = " + tx.quote(id.to_string()) + "::uuid RETURNING " + record_columns + ", status_seq";
+    auto rows = tx.exec(sql);
+    if (rows.empty()) return Error{ErrorKind::not_found, "", "no device with id " + id.to_string()};
+    Out out{to_record(rows[0]), std::nullopt};
+    if (state && state->transition) {
+      const auto& t = *state->transition;
+      tx.exec_params(
+          "INSERT INTO device_status_history (device_id, from_status, to_status, reason, at)"
+          " VALUES ($1::uuid, $2, $3, $4, to_timestamp($5::bigint / 1000.0))",
+          id.to_string(), t.from ? std::string(core::to_string(*t.from)).c_str() : nullptr,
+          std::string(core::to_string(t.to)), std::string(core::to_string(t.reason)), to_ms(t.at));
+      StoredStatus s;
+      const auto& r = out.first;
+      s.document = core::StatusDocument{r.id,     r.name,      r.device_type,       r.hardware_id,
+                                        r.status, r.last_seen, r.status_changed_at, t.reason};
+      s.seq = rows[0][14].as<std::int64_t>();
+      out.second = s;
+    }
+    tx.commit();
+    return out;
+  });
+}
+
+Result<std::size_t> DeviceStore::load_states(const std::function<void(const std::vector<LoadedDevice>&)>& page) {
+  return guarded("load_states", [&](pqxx::connection& c) -> Result<std::size_t> {
+    pqxx::work tx(c);
+    tx.exec(
+        "DECLARE load_states NO SCROLL CURSOR FOR SELECT id::text, connected, reported_error, maintenance,"
+        " (extract(epoch from last_seen) * 1000)::bigint, offline_after FROM devices");
+    std::size_t total = 0;
+    while (true) {
+      auto rows = tx.exec("FETCH 50000 FROM load_states");
+      if (rows.empty()) break;
+      std::vector<LoadedDevice> devices;
+      devices.reserve(rows.size());
+      for (const auto& row : rows) {
+        LoadedDevice d;
+        d.id = *core::parse_device_id(row[0].c_str());
+        d.state.connected = row[1].as<bool>();
+        d.state.reported_error = row[2].as<bool>();
+        d.state.maintenance = row[3].as<bool>();
+        d.state.last_seen = from_ms(row[4].as<std::int64_t>());
+        if (!row[5].is_null()) d.state.offline_after = core::Seconds{row[5].as<std::int64_t>()};
+        devices.push_back(d);
+      }
+      total += devices.size();
+      page(devices);
+    }
+    tx.commit();
+    return total;
+  });
+}
+
+Result<std::vector<StoredStatus>> DeviceStore::unpublished(std::size_t limit) {
+  return guarded("unpublished", [&](pqxx::connection& c) -> Result<std::vector<StoredStatus>> {
+    pqxx::read_transaction tx(c);
+    std::vector<StoredStatus> out;
+    for (const auto& row : tx.exec_prepared("unpublished", static_cast<std::int64_t>(limit)))
+      out.push_back(to_stored_status(row));
+    return out;
+  });
+}
+
+Result<core::Done> DeviceStore::mark_published(const std::vector<std::pair<DeviceId, std::int64_t>>& acked) {
+  if (acked.empty()) return core::Done{};
+  return guarded("mark_published", [&](pqxx::connection& c) -> Result<core::Done> {
+    ArrayLiteral ids, seqs;
+    for (const auto& [id, seq] : acked) {
+      ids.add(id.to_string());
+      seqs.add(seq);
+    }
+    pqxx::work tx(c);
+    tx.exec_prepared("mark_published", ids.str(), seqs.str());
+    tx.commit();
+    return core::Done{};
+  });
+}
+
+Result<core::Done> DeviceStore::ping() {
+  return guarded("ping", [&](pqxx::connection& c) -> Result<core::Done> {
+    pqxx::nontransaction tx(c);
+    tx.exec("SELECT 1");
+    return core::Done{};
+  });
+}
+
+}  // namespace maestra::store

@@ -1,0 +1,101 @@
+// The Postgres side of the registry: every SQL statement the service runs lives
+// here. It stores what the core decided; it decides nothing. Each operation is
+// one transaction; a database failure comes back as ErrorKind::unavailable and
+// the broken connection is re-opened on next use.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/documents.hpp"
+#include "core/requests.hpp"
+#include "store/connection_pool.hpp"
+
+namespace maestra::store {
+
+using core::DeviceId;
+using core::Result;
+using core::TimePoint;
+
+// A state change decided by the core, to be stored (and, with a transition,
+// appended to the history and published).
+struct StateWrite {
+  DeviceId id;
+  core::DeviceState state;
+  std::optional<core::Transition> transition;
+};
+
+// What the publisher needs after a transition is stored.
+struct StoredStatus {
+  core::StatusDocument document;
+  std::int64_t seq = 0;  // status_seq of this transition (outbox)
+};
+
+struct ListQuery {
+  std::optional<std::string> status;
+  std::optional<std::string> device_type;
+  std::optional<std::string> hardware_id;
+  std::optional<std::int64_t> limit;
+  std::int64_t offset = 0;
+};
+
+struct HistoryEntry {
+  std::optional<core::Status> from;
+  core::Status to;
+  std::string reason;
+  TimePoint at;
+};
+
+struct LoadedDevice {
+  DeviceId id;
+  core::DeviceState state;
+};
+
+class DeviceStore {
+ public:
+  explicit DeviceStore(ConnectionPool& pool) : pool_(pool) {}
+
+  static void prepare_statements(pqxx::connection& c);
+
+  // Inserts the device and its first history row in one transaction. A taken
+  // hardware_id gives ErrorKind::conflict with existing_id set.
+  Result<core::DeviceRecord> register_device(const core::Registration& r, TimePoint now);
+
+  Result<core::DeviceRecord> get(const DeviceId& id);
+  Result<core::DeviceRecord> get_by_hardware_id(const std::string& hardware_id);
+  // Calls `page` with successive pages (bounded memory for big fleets).
+  Result<core::Done> list(const ListQuery& q, const std::function<void(const std::vector<core::DeviceRecord>&)>& page);
+  Result<std::vector<HistoryEntry>> history(const DeviceId& id, int limit);
+  // Returns the hardware id of the deleted device; not_found if there was none.
+  Result<std::string> remove(const DeviceId& id);
+
+  // Stores a batch of state changes in one transaction; rows of devices that no
+  // longer exist are skipped. Returns the stored transitions, in batch order.
+  Result<std::vector<StoredStatus>> write_states(const std::vector<StateWrite>& batch);
+  // Coalesced last_seen refreshes, one statement; never moves last_seen back.
+  Result<std::size_t> flush_last_seen(const std::vector<std::pair<DeviceId, TimePoint>>& seen);
+  // Attribute updates of a heartbeat (firmware_version, ip_address, metadata).
+  Result<core::Done> update_heartbeat_attributes(const DeviceId& id, const core::HeartbeatRequest& h, TimePoint now);
+  // An administrator's PATCH: attributes and (optionally) a state change with its
+  // transition, in one transaction. Returns the record and the stored transition.
+  Result<std::pair<core::DeviceRecord, std::optional<StoredStatus>>> apply_patch(
+      const DeviceId& id, const core::DevicePatch& patch, const std::optional<StateWrite>& state, TimePoint now);
+
+  // Start-up: every device's state, in pages.
+  Result<std::size_t> load_states(const std::function<void(const std::vector<LoadedDevice>&)>& page);
+  // Outbox: transitions whose retained message the broker has not acknowledged.
+  Result<std::vector<StoredStatus>> unpublished(std::size_t limit);
+  Result<core::Done> mark_published(const std::vector<std::pair<DeviceId, std::int64_t>>& acked);
+
+  Result<core::Done> ping();
+
+ private:
+  template <class Fn>
+  auto guarded(const char* what, Fn&& fn) -> decltype(fn(std::declval<pqxx::connection&>()));
+
+  ConnectionPool& pool_;
+};
+
+}  // namespace maestra::store
