@@ -133,6 +133,7 @@ int main(int argc, char** argv) {
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   service::log_info("shutting_down", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  fleet.begin_shutdown();
   api.stop();
   mqtt.stop();
   fleet.stop();

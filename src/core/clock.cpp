@@ -22,6 +22,8 @@ std::string format_rfc3339(TimePoint t) {
 namespace {
 bool read_int(std::string_view text, std::size_t pos, std::size_t len, int& out) {
   if (pos + len > text.size()) return false;
+  for (std::size_t i = pos; i < pos + len; ++i)
+    if (text[i] < '0' || text[i] > '9') return false;
   const char* first = text.data() + pos;
   auto [ptr, ec] = std::from_chars(first, first + len, out);
   return ec == std::errc{} && ptr == first + len;

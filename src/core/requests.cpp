@@ -72,9 +72,10 @@ Result<HeartbeatRequest> parse_heartbeat(const Json& body, std::optional<DeviceI
     h.device_id = parse_device_id(it->get_ref<const std::string&>());
     if (!h.device_id) return invalid("device_id", "device_id is not a valid UUID");
   } else {
-    auto hw = optional_string(body, "hardware_id", max_hardware_id_chars);
+    if (!body.contains("hardware_id") || body["hardware_id"].is_null())
+      return invalid("device_id", "device_id is required (or hardware_id)");
+    auto hw = required_string(body, "hardware_id", max_hardware_id_chars);
     if (!hw) return hw.error();
-    if (!hw.value()) return invalid("device_id", "device_id is required (or hardware_id)");
     h.hardware_id = std::move(hw.value());
   }
   if (const auto it = body.find("status"); it != body.end() && !it->is_null()) {

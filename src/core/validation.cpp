@@ -24,9 +24,14 @@ Result<Json> parse_json_object(std::string_view body) {
     return Error{ErrorKind::too_large, "", "body is larger than 65536 bytes"};
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos)
     return Error{ErrorKind::malformed, "", "body is empty; expected a JSON object"};
+  // nlohmann stops at a raw NUL as if the input ended there; it is never JSON.
+  if (body.find('\0') != std::string_view::npos)
+    return Error{ErrorKind::malformed, "", "body is not valid JSON (raw NUL byte)"};
   bool too_deep = false;
-  Json::parser_callback_t limit_depth = [&too_deep](int depth, Json::parse_event_t, Json&) {
-    if (depth > max_json_depth) too_deep = true;
+  // The callback sees a container's start at its parent's depth: count it too.
+  Json::parser_callback_t limit_depth = [&too_deep](int depth, Json::parse_event_t event, Json&) {
+    const bool opens = event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start;
+    if (depth + (opens ? 1 : 0) > max_json_depth) too_deep = true;
     return !too_deep;
   };
   Json doc = Json::parse(body, limit_depth, /*allow_exceptions=*/false);
@@ -44,6 +49,7 @@ bool is_valid_ipv4(std::string_view text) {
     const std::string_view part = text.substr(pos, dot == std::string_view::npos ? text.npos : dot - pos);
     if (part.empty() || part.size() > 3) return false;
     if (part.size() > 1 && part.front() == '0') return false;
+    if (part.find_first_not_of("0123456789") != std::string_view::npos) return false;
     int value = 0;
     auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), value);
     if (ec != std::errc{} || ptr != part.data() + part.size() || value > 255) return false;

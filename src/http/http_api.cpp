@@ -312,6 +312,9 @@ int HttpApi::start() {
   server_->set_payload_max_length(core::max_body_bytes);
   server_->set_tcp_nodelay(true);
   server_->set_keep_alive_max_count(100000);
+  // An idle keep-alive connection holds a worker until this timeout, and
+  // shutdown waits for the workers: keep it short.
+  server_->set_keep_alive_timeout(2);
   const int threads = config_.http_threads;
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
   if (!config_.web_root.empty()) server_->set_mount_point("/", config_.web_root);

@@ -457,6 +457,7 @@ void Fleet::handle_patch(Event& event, Batch& batch, TimePoint now) {
 }
 
 void Fleet::expire_due(Batch& batch, TimePoint now) {
+  if (shutting_down_) return;
   for (const auto& id : deadlines_.pop_due(now, max_expiries_per_cycle)) {
     if (batch.index.count(id)) commit(batch);
     std::unique_lock lock(registry_mutex_);

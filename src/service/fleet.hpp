@@ -13,6 +13,7 @@
 // published and before the caller is answered; only last_seen refreshes still in
 // the coalescing buffer (at most flush_interval old) can be lost.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -73,6 +74,9 @@ class Fleet {
   // Loads every device from the store (before start()).
   Result<std::size_t> load();
   void start();
+  // Shutdown begins: no more timeouts (the devices did not go silent, we are
+  // leaving), so a slow shutdown never marks anyone offline.
+  void begin_shutdown() { shutting_down_ = true; }
   void stop();  // drains, flushes, joins
 
   // --- commands, from any transport ---
@@ -137,6 +141,7 @@ class Fleet {
   std::deque<Event> queue_;
   std::deque<Event> retries_;  // owner thread only
   bool stopping_ = false;
+  std::atomic<bool> shutting_down_{false};
 
   std::mutex flush_mutex_;
   std::condition_variable flush_cv_;

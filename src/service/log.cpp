@@ -40,7 +40,7 @@ void log(LogLevel level, std::string_view event, std::initializer_list<LogField>
   const auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
   std::string line;
   if (json_format) {
-    nlohmann::json doc{{"ts", core::format_rfc3339(now)}, {"level", level_name(level)}, {"event", event}};
+    nlohmann::ordered_json doc{{"ts", core::format_rfc3339(now)}, {"level", level_name(level)}, {"event", event}};
     for (const auto& [key, value] : fields) doc[std::string(key)] = value;
     line = doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   } else {

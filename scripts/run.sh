@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# scripts/run.sh — run fleet-manager locally (owned by the tooling): installs the
+# missing Debian packages, builds, starts a private Postgres 15 cluster and a
+# Mosquitto broker on loopback (state under .run/, git-ignored), then runs
+# build/fleet-manager in the foreground. Ctrl-C or SIGTERM stops the service,
+# then Mosquitto, then Postgres.
+#
+#   scripts/run.sh [fleet-manager args...]
+#
+# Environment (all optional):
+#   MAESTRA_HTTP_PORT (8080), MAESTRA_HTTP_HOST (127.0.0.1) and every other
+#     MAESTRA_* variable pass through to the service.
+#   MAESTRA_DATABASE_URL  set: use that database, start no Postgres.
+#   MAESTRA_MQTT_URL      set: use that broker, start no Mosquitto.
+#   MAESTRA_PG_PORT (5432), MAESTRA_MQTT_PORT (1883), MAESTRA_MQTT_WS_PORT (9001):
+#     preferred ports; a busy one is replaced by the next free port.
+#   MAESTRA_SKIP_INSTALL=1, MAESTRA_SKIP_BUILD=1: skip those steps.
+# shellcheck disable=SC2119,SC2317 # build takes optional arguments; trap handlers
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+[[ "${MAESTRA_SKIP_INSTALL:-0}" == 1 ]] || install_dependencies
+[[ "${MAESTRA_SKIP_BUILD:-0}" == 1 ]] || build || die "build failed"
+BIN="$MAESTRA_BUILD_DIR/fleet-manager"
+[[ -x "$BIN" ]] || die "$BIN not found: build first"
+
+RUN="$MAESTRA_RUN_DIR"
+LOGS="$RUN/logs"
+mkdir -p "$RUN" "$LOGS"
+raise_nofile_limit
+
+PG_DATA="$RUN/postgres"
+PG_STARTED=0
+PG_SOCK_TMP=""
+MOSQUITTO_PIDFILE="$RUN/mosquitto.pid"
+SVC_PID=""
+WATCHDOG_PID=""
+
+cleanup() {
+  trap - EXIT INT TERM
+  if [[ -n "$SVC_PID" ]] && kill -0 "$SVC_PID" 2>/dev/null; then
+    log "stopping fleet-manager (pid $SVC_PID)"
+    stop_pid "$SVC_PID" 20
+  fi
+  [[ -z "$WATCHDOG_PID" ]] || kill "$WATCHDOG_PID" 2>/dev/null || true
+  if [[ -f "$MOSQUITTO_PIDFILE" ]]; then
+    log "stopping Mosquitto"
+    mosquitto_stop "$MOSQUITTO_PIDFILE"
+  fi
+  if ((PG_STARTED)); then
+    log "stopping Postgres"
+    pg_stop_cluster "$PG_DATA"
+  fi
+  [[ -z "$PG_SOCK_TMP" ]] || rm -rf "$PG_SOCK_TMP"
+}
+
+on_signal() {
+  if [[ -z "$SVC_PID" ]]; then exit 130; fi # still starting up: the EXIT trap cleans up
+  log "stopping fleet-manager (pid $SVC_PID)"
+  kill -TERM "$SVC_PID" 2>/dev/null || true
+  # Bound the shutdown: a service that ignores SIGTERM is killed after 20 s.
+  if [[ -z "$WATCHDOG_PID" ]]; then
+    (sleep 20; kill -KILL "$SVC_PID" 2>/dev/null) &
+    WATCHDOG_PID=$!
+  fi
+}
+trap cleanup EXIT
+trap on_signal INT TERM
+
+# --- Postgres ---------------------------------------------------------------------------
+if [[ -n "${MAESTRA_DATABASE_URL:-}" ]]; then
+  log "using the given MAESTRA_DATABASE_URL; no private Postgres"
+  PG_LINE="Postgres     given by MAESTRA_DATABASE_URL"
+else
+  PG_PORT="$(first_free_port "${MAESTRA_PG_PORT:-5432}")"
+  PG_SOCK="$RUN/pgsock"
+  if ((${#PG_SOCK} > 80)); then # unix socket paths are limited to 107 bytes
+    PG_SOCK_TMP="$(mktemp -d /tmp/maestra-pgsock.XXXXXX)"
+    PG_SOCK="$PG_SOCK_TMP"
+  fi
+  pg_init_cluster "$PG_DATA"
+  pg_start_cluster "$PG_DATA" "$PG_PORT" "$PG_SOCK" "$LOGS/postgres.log"
+  PG_STARTED=1
+  pg_create_database "$PG_PORT" maestra
+  export MAESTRA_DATABASE_URL="postgresql://postgres@127.0.0.1:$PG_PORT/maestra"
+  PG_LINE="Postgres 15  127.0.0.1:$PG_PORT db maestra (data ${PG_DATA#"$MAESTRA_REPO"/}, log ${LOGS#"$MAESTRA_REPO"/}/postgres.log)"
+fi
+
+# --- Mosquitto ------------------------------------------------------------------------------
+if [[ -n "${MAESTRA_MQTT_URL:-}" ]]; then
+  log "using the given MAESTRA_MQTT_URL; no private Mosquitto"
+  MQTT_LINE="Mosquitto    given by MAESTRA_MQTT_URL"
+else
+  mosquitto_stop "$MOSQUITTO_PIDFILE" # one left running by an earlier run that was killed
+  MQTT_PORT="$(first_free_port "${MAESTRA_MQTT_PORT:-1883}")"
+  WS_PORT="$(first_free_port "${MAESTRA_MQTT_WS_PORT:-9001}")"
+  [[ "$WS_PORT" != "$MQTT_PORT" ]] || WS_PORT="$(first_free_port $((MQTT_PORT + 1)))"
+  [[ "$MQTT_PORT" == "${MAESTRA_MQTT_PORT:-1883}" ]] || log "warning: MQTT port ${MAESTRA_MQTT_PORT:-1883} is busy, using $MQTT_PORT"
+  [[ "$WS_PORT" == "${MAESTRA_MQTT_WS_PORT:-9001}" ]] || log "warning: websockets port ${MAESTRA_MQTT_WS_PORT:-9001} is busy, using $WS_PORT"
+  mkdir -p "$RUN/mosquitto"
+  mosquitto_render_conf "$MAESTRA_REPO/mosquitto/mosquitto.conf" "$RUN/mosquitto.conf" \
+    "$MQTT_PORT" "$WS_PORT" "$RUN/mosquitto" "$LOGS/mosquitto.log"
+  mosquitto_start "$RUN/mosquitto.conf" "$MQTT_PORT" "$LOGS/mosquitto.log" "$MOSQUITTO_PIDFILE" ||
+    die "Mosquitto did not start (see ${LOGS}/mosquitto.log)"
+  export MAESTRA_MQTT_URL="tcp://127.0.0.1:$MQTT_PORT"
+  MQTT_LINE="Mosquitto    mqtt://127.0.0.1:$MQTT_PORT  ws://127.0.0.1:$WS_PORT (persistence ${RUN#"$MAESTRA_REPO"/}/mosquitto, log ${LOGS#"$MAESTRA_REPO"/}/mosquitto.log)"
+fi
+
+# --- the service ----------------------------------------------------------------------------
+export MAESTRA_HTTP_PORT="${MAESTRA_HTTP_PORT:-8080}"
+export MAESTRA_HTTP_HOST="${MAESTRA_HTTP_HOST:-$MAESTRA_BIND_ADDRESS}"
+cat >&2 <<EOF
+[maestra] started:
+  $PG_LINE
+  $MQTT_LINE
+  fleet-manager http://$MAESTRA_HTTP_HOST:$MAESTRA_HTTP_PORT (log ${LOGS#"$MAESTRA_REPO"/}/fleet-manager.log, also shown below)
+  MAESTRA_DATABASE_URL=$MAESTRA_DATABASE_URL
+  MAESTRA_MQTT_URL=$MAESTRA_MQTT_URL
+[maestra] Ctrl-C stops everything.
+EOF
+
+printf '\n=== %s fleet-manager %s\n' "$(date -u +%FT%TZ)" "$*" >>"$LOGS/fleet-manager.log"
+"$BIN" "$@" > >(tee -ai "$LOGS/fleet-manager.log") 2>&1 &
+SVC_PID=$!
+
+set +e
+wait "$SVC_PID"
+status=$?
+# `wait` also returns when a trapped signal arrives: keep waiting until the
+# service has really exited (the watchdog bounds it).
+while kill -0 "$SVC_PID" 2>/dev/null; do
+  wait "$SVC_PID"
+  status=$?
+done
+set -e
+log "fleet-manager exited with status $status"
+exit "$status"

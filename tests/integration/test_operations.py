@@ -1,0 +1,101 @@
+"""Operating the service: configuration errors fail fast with one line, --help
+lists every variable, migrations are applied once under a lock even when two
+instances start together, and a database outage gives 503 and heals itself."""
+from __future__ import annotations
+
+import subprocess
+import threading
+
+import requests
+
+from harness import PostgresCluster, fleet_manager_binary, psql_value, wait_until
+
+ENV_NAMES = ["MAESTRA_HTTP_PORT", "MAESTRA_DATABASE_URL", "MAESTRA_MQTT_URL", "MAESTRA_OFFLINE_AFTER",
+             "MAESTRA_TOPIC_PREFIX"]
+
+
+def run_binary(*args, env=None):
+    return subprocess.run([str(fleet_manager_binary()), *args], capture_output=True, text=True, timeout=20,
+                          env=env or {"PATH": "/usr/bin:/bin"})
+
+
+def test_help_lists_every_setting_with_defaults():
+    """Test whether --help lists every configuration variable and its default."""
+    out = run_binary("--help")
+    assert out.returncode == 0
+    for name in ENV_NAMES:
+        assert name in out.stdout
+    assert "default: 8080" in out.stdout and "default: 300" in out.stdout
+
+
+def test_bad_configuration_fails_with_one_line():
+    """Test whether each bad setting stops start-up with exit 2 and one clear line naming it."""
+    cases = {"MAESTRA_OFFLINE_AFTER": "soon", "MAESTRA_HTTP_PORT": "70000", "MAESTRA_MQTT_URL": "localhost",
+             "MAESTRA_TOPIC_PREFIX": "a/#"}
+    for name, value in cases.items():
+        out = run_binary(env={"PATH": "/usr/bin:/bin", name: value})
+        assert out.returncode == 2, (name, out.stderr)
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and name in lines[0], out.stderr
+    out = run_binary("--offline-after", "0")
+    assert out.returncode == 2 and "MAESTRA_OFFLINE_AFTER" in out.stderr
+    out = run_binary("--no-such-flag")
+    assert out.returncode == 2 and "--no-such-flag" in out.stderr
+
+
+def test_two_instances_migrate_one_database_without_racing(start_service, new_database):
+    """Test whether two instances starting together on a fresh database both come up and migrate once."""
+    url = new_database()
+    services = []
+    errors = []
+
+    def start():
+        try:
+            services.append(start_service(database_url=url))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert len(services) == 2
+    assert psql_value(url, "SELECT count(*) FROM schema_migrations") == "1"
+
+
+def test_database_outage_gives_503_and_recovers(start_service, tmp_path):
+    """Test whether a database outage gives 503 from /health and writes, and the service heals by itself."""
+    cluster = PostgresCluster().start()
+    try:
+        url = cluster.new_database()
+        svc = start_service(database_url=url)
+        device = svc.post("/devices/register", json={"name": "n", "device_type": "t", "hardware_id": "out-1"}).json()
+        cluster.stop()
+        assert svc.get("/health").status_code == 503
+        r = svc.post("/devices/register", json={"name": "n", "device_type": "t", "hardware_id": "out-2"})
+        assert r.status_code == 503 and r.json()["error"] == "unavailable"
+        r = svc.patch(f"/devices/{device['id']}", json={"status": "maintenance"})
+        assert r.status_code == 503
+        assert svc.is_running()
+        cluster.start()
+        wait_until(lambda: svc.get("/health").status_code == 200, timeout=20)
+        r = svc.post("/devices/register", json={"name": "n", "device_type": "t", "hardware_id": "out-2"})
+        assert r.status_code == 201, r.text
+        assert svc.get(f"/devices/{device['id']}").json()["status"] == "online"
+        assert svc.patch(f"/devices/{device['id']}", json={"status": "maintenance"}).status_code == 200
+    finally:
+        cluster.cleanup()
+
+
+def test_metrics_are_exposed(start_service):
+    """Test whether GET /metrics answers Prometheus text with the documented families."""
+    svc = start_service()
+    svc.post("/devices/register", json={"name": "n", "device_type": "t", "hardware_id": "m-1"})
+    text = svc.get("/metrics").text
+    for family in ("maestra_devices{status=\"online\"} 1", "maestra_registrations_total{transport=\"http\"} 1",
+                   "maestra_mqtt_connected", "maestra_rejected_total", "maestra_status_transitions_total",
+                   "maestra_last_seen_flushes_total", "maestra_database_errors_total"):
+        assert family in text, family
+    assert requests.get(f"{svc.url}/metrics", timeout=5).headers["Content-Type"].startswith("text/plain")
