@@ -10,7 +10,6 @@
 #include <sys/socket.h>
 
 #include <chrono>
-#include <fstream>
 #include <regex>
 #include <sstream>
 #include <stdexcept>
@@ -93,13 +92,6 @@ std::optional<std::int64_t> non_negative(const std::string& text) {
   return value;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
 struct Route {
   std::string method;
   std::regex pattern;
@@ -112,7 +104,7 @@ struct Route {
 HttpApi::HttpApi(service::Fleet& fleet, service::Metrics& metrics, const core::Config& config, HealthProbe probe)
     : fleet_(fleet), metrics_(metrics), config_(config), probe_(std::move(probe)),
       server_(std::make_unique<httplib::Server>()) {
-  if (!config_.web_root.empty()) openapi_ = read_file(config_.web_root + "/openapi.json");
+  openapi_ = openapi_document();
   install_routes();
 }
 

@@ -48,6 +48,9 @@ class HttpApi {
 
 int http_status(core::ErrorKind kind);
 
+// api/openapi.json, compiled in (cmake/embed_openapi.cmake).
+const char* openapi_document();
+
 // Constant-time comparison of secrets.
 bool secrets_equal(std::string_view a, std::string_view b);
 
