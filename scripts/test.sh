@@ -42,6 +42,14 @@ if [[ "${MAESTRA_SKIP_BUILD:-0}" != 1 ]]; then
   build || { failures+=(build); finish; }
 fi
 
+# The web dashboard (examples/dashboard) installs its npm dependencies from its
+# lock file before the tests (the browser test needs them), so a broken lock
+# file fails here rather than on a user's machine.
+if [[ -f examples/dashboard/package-lock.json ]]; then
+  log "npm ci in examples/dashboard"
+  (cd examples/dashboard && npm ci --no-audit --no-fund) || { failures+=(dashboard-npm-ci); finish; }
+fi
+
 log "running ctest"
 ctest_log="$(mktemp)"
 ctest --test-dir "$MAESTRA_BUILD_DIR" --output-on-failure --no-tests=error "$@" 2>&1 | tee "$ctest_log"
@@ -55,13 +63,6 @@ if [[ -n "$counts" ]]; then
 fi
 if ((ctest_status != 0)) && ((ctest_failed == 0)); then
   failures+=(ctest) # ctest failed without counting a test (no tests, bad arguments)
-fi
-
-# The web dashboard (examples/dashboard) installs its npm dependencies from its
-# lock file, so a broken lock file fails here rather than on a user's machine.
-if [[ -f examples/dashboard/package-lock.json ]]; then
-  log "npm ci in examples/dashboard"
-  (cd examples/dashboard && npm ci --no-audit --no-fund) || failures+=(dashboard-npm-ci)
 fi
 
 finish

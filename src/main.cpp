@@ -71,6 +71,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   core::Config config = parsed->config;
+  if (auto error = core::check_config(config)) {
+    std::cerr << "fleet-manager: " << error->detail << "\n";
+    return 2;
+  }
   if (config.web_root.empty() && std::filesystem::is_directory(MAESTRA_DEFAULT_WEB_ROOT))
     config.web_root = MAESTRA_DEFAULT_WEB_ROOT;
   service::set_log_format_json(config.log_format == "json");
@@ -87,7 +91,10 @@ int main(int argc, char** argv) {
                                  {"database", core::redact_url(config.database_url)},
                                  {"mqtt", core::redact_url(config.mqtt_url)},
                                  {"offline_after_s", std::to_string(config.offline_after.count())},
-                                 {"topic_prefix", config.topic_prefix}});
+                                 {"topic_prefix", config.topic_prefix},
+                                 {"secure", config.secure ? "true" : "false"},
+                                 {"provisioning_key", config.provisioning_key.empty() ? "off" : "required"},
+                                 {"admin_token", config.admin_token.empty() ? "off" : "required"}});
 
   store::ConnectionPool pool(config.database_url, static_cast<std::size_t>(config.database_pool) + 2,
                              store::DeviceStore::prepare_statements);
@@ -99,6 +106,7 @@ int main(int argc, char** argv) {
   service::FleetOptions options;
   options.deadlines = core::DeadlinePolicy{config.offline_after, started};
   options.flush_interval = config.flush_interval;
+  options.provisioning_key = config.provisioning_key;
   service::Fleet fleet(store, metrics, options, system_now);
 
   const auto load_began = std::chrono::steady_clock::now();
@@ -115,6 +123,7 @@ int main(int argc, char** argv) {
 
   mqtt_adapter::MqttLink mqtt(config, fleet, metrics);
   fleet.set_publisher(&mqtt);
+  fleet.set_device_access(mqtt.device_access());
   fleet.start();
 
   http::HttpApi api(fleet, metrics, config, http::HealthProbe{[&mqtt] { return mqtt.connected(); }});

@@ -1,6 +1,7 @@
 // Option table, command-line and environment parsing, and checks.
 #include "core/config.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <map>
 
@@ -28,6 +29,14 @@ const std::vector<OptionSpec>& option_table() {
       {"MAESTRA_LOG_FORMAT", "--log-format", "text", "log line format: text or json"},
       {"MAESTRA_WEB_ROOT", "--web-root", "(built-in examples/dashboard)", "folder of the web dashboard served at /"},
       {"MAESTRA_ADMIN_TOKEN", "--admin-token", "", "when set, admin endpoints require 'Authorization: Bearer <token>'"},
+      {"MAESTRA_SECURE", "--secure", "false",
+       "secure mode: per-device broker credentials issued at registration (needs the broker's "
+       "dynamic-security plugin and MAESTRA_MQTT_USERNAME as its admin), credential-checked HTTP heartbeats"},
+      {"MAESTRA_PROVISIONING_KEY", "--provisioning-key", "",
+       "when set, registration must present it (header X-Provisioning-Key or field provisioning_key)"},
+      {"MAESTRA_DASHBOARD_USERNAME", "--dashboard-username", "",
+       "secure mode: read-only broker account for dashboards, created at start"},
+      {"MAESTRA_DASHBOARD_PASSWORD", "--dashboard-password", "", "password of that account"},
   };
   return table;
 }
@@ -106,6 +115,19 @@ std::optional<Error> assign(Config& c, std::string_view env, const std::string& 
     c.admin_token = value;
     return std::nullopt;
   }
+  if (env == "MAESTRA_SECURE") {
+    if (value == "true" || value == "1" || value == "yes") c.secure = true;
+    else if (value == "false" || value == "0" || value == "no" || value.empty()) c.secure = false;
+    else return bad(env, value, "true or false");
+    return std::nullopt;
+  }
+  if (env == "MAESTRA_PROVISIONING_KEY") {
+    if (!value.empty() && value.size() < 16) return bad(env, "***", "at least 16 characters");
+    c.provisioning_key = value;
+    return std::nullopt;
+  }
+  if (env == "MAESTRA_DASHBOARD_USERNAME") { c.dashboard_username = value; return std::nullopt; }
+  if (env == "MAESTRA_DASHBOARD_PASSWORD") { c.dashboard_password = value; return std::nullopt; }
   return Error{ErrorKind::invalid_field, std::string(env), "unknown option " + std::string(env)};
 }
 
@@ -139,6 +161,30 @@ Result<ParsedCommandLine> parse_command_line(const EnvLookup& env, const std::ve
     if (auto error = assign(parsed.config, spec->env, value)) return *error;
   }
   return parsed;
+}
+
+std::optional<Error> check_config(const Config& c) {
+  if (c.secure && c.admin_token.empty())
+    return Error{ErrorKind::invalid_field, "MAESTRA_ADMIN_TOKEN",
+                 "MAESTRA_SECURE=true needs MAESTRA_ADMIN_TOKEN (the admin endpoints must not be open)"};
+  if (c.secure && c.mqtt_username.empty())
+    return Error{ErrorKind::invalid_field, "MAESTRA_MQTT_USERNAME",
+                 "MAESTRA_SECURE=true needs MAESTRA_MQTT_USERNAME/PASSWORD: the service's dynamic-security admin account"};
+  if (c.dashboard_username.empty() != c.dashboard_password.empty())
+    return Error{ErrorKind::invalid_field, "MAESTRA_DASHBOARD_USERNAME",
+                 "MAESTRA_DASHBOARD_USERNAME and MAESTRA_DASHBOARD_PASSWORD go together"};
+  return std::nullopt;
+}
+
+bool secrets_equal(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const std::size_t n = std::max(a.size(), b.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff = static_cast<unsigned char>(diff | (x ^ y));
+  }
+  return diff == 0;
 }
 
 std::string help_text(std::string_view program) {

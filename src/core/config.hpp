@@ -30,6 +30,12 @@ struct Config {
   std::string log_format = "text";
   std::string web_root;
   std::string admin_token;
+  // Secure mode: per-device broker credentials (dynamic-security plugin),
+  // credential-checked HTTP heartbeats, admin token required.
+  bool secure = false;
+  std::string provisioning_key;
+  std::string dashboard_username;
+  std::string dashboard_password;
 };
 
 struct OptionSpec {
@@ -54,6 +60,12 @@ using EnvLookup = std::function<std::optional<std::string>(std::string_view name
 Result<ParsedCommandLine> parse_command_line(const EnvLookup& env, const std::vector<std::string>& args);
 
 std::string help_text(std::string_view program);
+
+// Cross-field checks after parsing (e.g. secure mode needs an admin token).
+std::optional<Error> check_config(const Config& config);
+
+// Compares secrets in time independent of where they differ.
+bool secrets_equal(std::string_view a, std::string_view b);
 
 // "postgresql://user:secret@host/db" -> "postgresql://user:***@host/db"
 std::string redact_url(std::string_view url);

@@ -50,6 +50,18 @@ std::string fleet_status_json(bool online, std::optional<TimePoint> since) {
       .dump();
 }
 
+Json mqtt_credentials_json(const DeviceId& id, std::string_view password, const Topics& topics) {
+  const std::string device = id.to_string();
+  return Json{{"username", device},
+              {"password", password},
+              {"client_id", device},
+              {"topics",
+               {{"heartbeat", topics.heartbeat(id)},
+                {"presence", topics.presence(id)},
+                {"status", topics.status(id)},
+                {"commands", topics.prefix() + "/devices/" + device + "/commands/#"}}}};
+}
+
 Json error_json(const Error& error) {
   Json doc{{"error", error_code(error.kind)}, {"detail", error.detail}};
   if (!error.field.empty()) doc["field"] = error.field;

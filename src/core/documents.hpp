@@ -9,6 +9,7 @@
 #include "core/device_state.hpp"
 #include "core/errors.hpp"
 #include "core/ids.hpp"
+#include "core/topics.hpp"
 #include "core/validation.hpp"
 
 namespace maestra::core {
@@ -52,6 +53,10 @@ struct FleetCounts {
 };
 std::string fleet_summary_json(const FleetCounts& counts, TimePoint at);
 std::string fleet_status_json(bool online, std::optional<TimePoint> since);
+
+// Secure mode: the broker account issued to a device, shown once.
+// {"username","password","client_id","topics":{"heartbeat","presence","status","commands"}}
+Json mqtt_credentials_json(const DeviceId& id, std::string_view password, const Topics& topics);
 
 // {"error": "<code>", "detail": "...", "field": "..."}; `id` added for conflicts.
 Json error_json(const Error& error);

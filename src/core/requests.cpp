@@ -1,6 +1,8 @@
 // Parsing and validation of registration, heartbeat and patch requests.
 #include "core/requests.hpp"
 
+#include "core/config.hpp"
+
 namespace maestra::core {
 
 namespace {
@@ -60,7 +62,20 @@ Result<Registration> parse_registration(const Json& body, std::optional<std::str
   auto offline_after = optional_offline_after(body);
   if (!offline_after) return offline_after.error();
   r.offline_after = offline_after.value();
+  auto key = optional_string(body, "provisioning_key", 256);
+  if (!key) return key.error();
+  r.provisioning_key = std::move(key.value());
   return r;
+}
+
+std::optional<Error> check_provisioning_key(std::string_view configured, const std::optional<std::string>& presented) {
+  if (configured.empty()) return std::nullopt;
+  if (!presented || presented->empty())
+    return Error{ErrorKind::unauthorized, "provisioning_key",
+                 "registration requires the provisioning key (header X-Provisioning-Key or field provisioning_key)"};
+  if (!secrets_equal(*presented, configured))
+    return Error{ErrorKind::forbidden, "provisioning_key", "the provisioning key is not valid"};
+  return std::nullopt;
 }
 
 Result<HeartbeatRequest> parse_heartbeat(const Json& body, std::optional<DeviceId> topic_device_id) {

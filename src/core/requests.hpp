@@ -27,7 +27,12 @@ struct Registration {
   Json location;  // object or null
   Json metadata;  // object or null
   std::optional<Seconds> offline_after;
+  std::optional<std::string> provisioning_key;  // when the service requires one
 };
+
+// Provisioning control, for every transport: when a key is configured the
+// registration must present it (unauthorized if absent, forbidden if wrong).
+std::optional<Error> check_provisioning_key(std::string_view configured, const std::optional<std::string>& presented);
 
 // `topic_hardware_id`, when registering over MQTT, is the id from the topic: the
 // body may omit hardware_id, and must not contradict it.

@@ -40,17 +40,6 @@ int http_status(ErrorKind kind) {
   return 500;
 }
 
-bool secrets_equal(std::string_view a, std::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  const std::size_t n = std::max(a.size(), b.size());
-  for (std::size_t i = 0; i < n; ++i) {
-    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
-    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
-    diff |= static_cast<unsigned char>(x ^ y);
-  }
-  return diff == 0;
-}
-
 namespace {
 
 void send_json(httplib::Response& res, int status, const Json& body) {
@@ -92,6 +81,32 @@ std::optional<std::int64_t> non_negative(const std::string& text) {
   return value;
 }
 
+std::string base64_decode(std::string_view in) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+' || c == '-') return 62;
+    if (c == '/' || c == '_') return 63;
+    return -1;
+  };
+  std::string out;
+  unsigned int buffer = 0;
+  int bits = 0;
+  for (char c : in) {
+    if (c == '=') break;
+    const int v = value(c);
+    if (v < 0) return {};
+    buffer = (buffer << 6) | static_cast<unsigned int>(v);
+    bits += 6;
+    if (bits >= 8) {
+      out.push_back(static_cast<char>((buffer >> (bits - 8)) & 0xff));
+      bits -= 8;
+    }
+  }
+  return out;
+}
+
 struct Route {
   std::string method;
   std::regex pattern;
@@ -101,8 +116,41 @@ struct Route {
 
 }  // namespace
 
+std::optional<Error> HttpApi::check_device_credential(const httplib::Request& req, const core::HeartbeatRequest& h) {
+  // Secure mode: Authorization: Basic base64(<device id>:<password>), or
+  // Bearer <password> for the device named in the body.
+  const std::string header = req.get_header_value("Authorization");
+  std::optional<core::DeviceId> claimed = h.device_id;
+  std::string password;
+  if (header.rfind("Basic ", 0) == 0) {
+    const std::string decoded = base64_decode(std::string_view(header).substr(6));
+    const auto colon = decoded.find(':');
+    if (colon == std::string::npos) return Error{ErrorKind::unauthorized, "", "malformed Basic credentials"};
+    const auto user = core::parse_device_id(std::string_view(decoded).substr(0, colon));
+    if (!user) return Error{ErrorKind::forbidden, "", "the username must be the device id"};
+    if (claimed && *claimed != *user)
+      return Error{ErrorKind::forbidden, "", "these credentials belong to another device"};
+    claimed = user;
+    password = decoded.substr(colon + 1);
+  } else if (header.rfind("Bearer ", 0) == 0) {
+    password = header.substr(7);
+  } else {
+    metrics_.reject(service::Rejection::unauthorized);
+    return Error{ErrorKind::unauthorized, "",
+                 "secure mode: a heartbeat needs the device's credentials (Authorization: Basic id:password)"};
+  }
+  if (!claimed) return Error{ErrorKind::invalid_field, "device_id", "secure mode: heartbeats name the device by device_id"};
+  auto valid = fleet_.verify_credential(*claimed, password);
+  if (!valid) return valid.error();
+  if (!valid.value()) {
+    metrics_.reject(service::Rejection::unauthorized);
+    return Error{ErrorKind::forbidden, "", "the credentials are not valid for this device"};
+  }
+  return std::nullopt;
+}
+
 HttpApi::HttpApi(service::Fleet& fleet, service::Metrics& metrics, const core::Config& config, HealthProbe probe)
-    : fleet_(fleet), metrics_(metrics), config_(config), probe_(std::move(probe)),
+    : fleet_(fleet), metrics_(metrics), config_(config), topics_(config.topic_prefix), probe_(std::move(probe)),
       server_(std::make_unique<httplib::Server>()) {
   openapi_ = openapi_document();
   install_routes();
@@ -121,9 +169,13 @@ void HttpApi::install_routes() {
     if (!body) return send_error(res, body.error());
     auto registration = core::parse_registration(body.value());
     if (!registration) return send_error(res, registration.error());
-    auto record = fleet_.register_device(registration.value(), service::Transport::http);
-    if (!record) return send_error(res, record.error());
-    send_json(res, 201, core::device_record_json(record.value()));
+    if (req.has_header("X-Provisioning-Key")) registration->provisioning_key = req.get_header_value("X-Provisioning-Key");
+    auto registered = fleet_.register_device(registration.value(), service::Transport::http);
+    if (!registered) return send_error(res, registered.error());
+    auto answer = core::device_record_json(registered->record);
+    if (registered->mqtt_password)
+      answer["mqtt"] = core::mqtt_credentials_json(registered->record.id, *registered->mqtt_password, topics_);
+    send_json(res, 201, answer);
   });
 
   add("POST", "/devices/heartbeat", false, [this](const httplib::Request& req, httplib::Response& res) {
@@ -131,6 +183,9 @@ void HttpApi::install_routes() {
     if (!body) return send_error(res, body.error());
     auto heartbeat = core::parse_heartbeat(body.value());
     if (!heartbeat) return send_error(res, heartbeat.error());
+    if (fleet_.secure()) {
+      if (auto refused = check_device_credential(req, heartbeat.value())) return send_error(res, *refused);
+    }
     auto reply = fleet_.heartbeat(heartbeat.value(), service::Transport::http);
     if (!reply) return send_error(res, reply.error());
     send_json(res, 200, heartbeat_json(reply.value()));
@@ -223,6 +278,48 @@ void HttpApi::install_routes() {
     res.status = 204;
   });
 
+  add("POST", "/devices/([^/]+)/credentials", true, [this](const httplib::Request& req, httplib::Response& res) {
+    auto id = path_id(req, res);
+    if (!id) return;
+    auto password = fleet_.rotate_credentials(*id);
+    if (!password) return send_error(res, password.error());
+    send_json(res, 200, {{"device_id", id->to_string()}, {"mqtt", core::mqtt_credentials_json(*id, password.value(), topics_)}});
+  });
+
+  add("GET", "/hardware/blocked", true, [this](const httplib::Request&, httplib::Response& res) {
+    auto blocked = fleet_.blocked_hardware_ids();
+    if (!blocked) return send_error(res, blocked.error());
+    Json body = Json::array();
+    for (const auto& b : blocked.value())
+      body.push_back({{"hardware_id", b.hardware_id},
+                      {"reason", b.reason ? Json(*b.reason) : Json(nullptr)},
+                      {"blocked_at", core::format_rfc3339(b.blocked_at)}});
+    send_json(res, 200, body);
+  });
+
+  add("PUT", "/hardware/([^/]+)/block", true, [this](const httplib::Request& req, httplib::Response& res) {
+    const std::string hardware_id = req.matches[1].str();
+    if (hardware_id.size() > core::max_hardware_id_chars || core::has_control_characters(hardware_id))
+      return send_error(res, core::invalid("hardware_id", "hardware_id is too long or has control characters"));
+    std::optional<std::string> reason;
+    if (!req.body.empty()) {
+      auto body = core::parse_json_object(req.body);
+      if (!body) return send_error(res, body.error());
+      auto text = core::optional_string(body.value(), "reason", 200);
+      if (!text) return send_error(res, text.error());
+      reason = text.value();
+    }
+    auto blocked = fleet_.block_hardware_id(hardware_id, reason);
+    if (!blocked) return send_error(res, blocked.error());
+    send_json(res, 200, {{"hardware_id", hardware_id}, {"blocked", true}});
+  });
+
+  add("DELETE", "/hardware/([^/]+)/block", true, [this](const httplib::Request& req, httplib::Response& res) {
+    auto unblocked = fleet_.unblock_hardware_id(req.matches[1].str());
+    if (!unblocked) return send_error(res, unblocked.error());
+    res.status = 204;
+  });
+
   add("GET", "/health", false, [this](const httplib::Request&, httplib::Response& res) {
     const bool database = static_cast<bool>(fleet_.database_health());
     const bool mqtt = probe_.mqtt_connected && probe_.mqtt_connected();
@@ -256,7 +353,7 @@ void HttpApi::install_routes() {
         const std::string header = req.get_header_value("Authorization");
         if (header.rfind("Bearer ", 0) != 0)
           return send_error(res, Error{ErrorKind::unauthorized, "", "this endpoint requires Authorization: Bearer <token>"});
-        if (!secrets_equal(std::string_view(header).substr(7), config_.admin_token))
+        if (!core::secrets_equal(std::string_view(header).substr(7), config_.admin_token))
           return send_error(res, Error{ErrorKind::forbidden, "", "the admin token is not valid"});
       }
       try {

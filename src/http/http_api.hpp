@@ -11,11 +11,14 @@
 #include <thread>
 
 #include "core/config.hpp"
+#include "core/requests.hpp"
+#include "core/topics.hpp"
 #include "service/fleet.hpp"
 #include "service/metrics.hpp"
 
 namespace httplib {
 class Server;
+struct Request;
 }
 
 namespace maestra::http {
@@ -36,10 +39,12 @@ class HttpApi {
 
  private:
   void install_routes();
+  std::optional<core::Error> check_device_credential(const httplib::Request& req, const core::HeartbeatRequest& h);
 
   service::Fleet& fleet_;
   service::Metrics& metrics_;
   const core::Config& config_;
+  core::Topics topics_;
   HealthProbe probe_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
@@ -51,7 +56,5 @@ int http_status(core::ErrorKind kind);
 // api/openapi.json, compiled in (cmake/embed_openapi.cmake).
 const char* openapi_document();
 
-// Constant-time comparison of secrets.
-bool secrets_equal(std::string_view a, std::string_view b);
 
 }  // namespace maestra::http

@@ -45,6 +45,7 @@ MqttLink::MqttLink(const core::Config& config, service::Fleet& fleet, service::M
       acks_(std::make_unique<AckListener>(fleet)) {
   client_ = std::make_unique<mqtt::async_client>(config_.mqtt_url, config_.mqtt_client_id,
                                                  mqtt::create_options(MQTTVERSION_5));
+  if (config_.secure) dynamic_security_ = std::make_unique<DynamicSecurity>(*client_, topics_);
   client_->set_message_callback([this](mqtt::const_message_ptr msg) { on_message(std::move(msg)); });
   client_->set_connected_handler([this](const std::string&) { on_connected(); });
   client_->set_connection_lost_handler([this](const std::string& cause) {
@@ -83,7 +84,10 @@ void MqttLink::connect_loop() {
   while (!stopping_) {
     try {
       auto token = client_->connect(options);
-      if (token->wait_for(std::chrono::seconds(10)) && client_->is_connected()) return;
+      if (token->wait_for(std::chrono::seconds(10)) && client_->is_connected()) {
+        if (dynamic_security_) prepare_secure_mode();
+        return;
+      }
     } catch (const mqtt::exception& e) {
       service::log_warn("mqtt_connect_failed",
                         {{"url", core::redact_url(config_.mqtt_url)}, {"error", e.what()},
@@ -96,6 +100,22 @@ void MqttLink::connect_loop() {
   }
 }
 
+void MqttLink::prepare_secure_mode() {
+  // Runs on the connector thread (it waits for the broker's answers).
+  auto ready = dynamic_security_->ensure_service_roles(config_.mqtt_username, config_.dashboard_username,
+                                                       config_.dashboard_password);
+  if (!ready) {
+    service::log_error("secure_mode_setup_failed", {{"error", ready.error().detail}});
+    return;
+  }
+  service::log_info("secure_mode_ready", {{"service_role", "maestra-service"},
+                                          {"dashboard_account", config_.dashboard_username.empty() ? "(none)" : config_.dashboard_username}});
+  // What was published before the role existed was refused: publish it again.
+  const auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
+  publish(topics_.fleet_status(), core::fleet_status_json(true, now), true);
+  fleet_.broker_connected();
+}
+
 void MqttLink::on_connected() {
   // Called on Paho's thread for the first connection and every automatic reconnect.
   connected_ = true;
@@ -106,6 +126,7 @@ void MqttLink::on_connected() {
   try {
     // One SUBSCRIBE per filter: Paho C++ 1.2.0's many-filter subscribe with
     // per-filter v5 options crashes in MQTTAsync_subscribeMany.
+    if (dynamic_security_) client_->subscribe(DynamicSecurity::response_topic, 1);
     const mqtt::subscribe_options options(false, false, mqtt::subscribe_options::SEND_RETAINED_ON_NEW);
     for (const auto& filter : topics_.subscriptions()) client_->subscribe(filter, 1, options);
     const auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
@@ -156,6 +177,8 @@ void MqttLink::on_message(mqtt::const_message_ptr msg) {
   try {
     ++metrics_.mqtt_messages;
     const std::string& topic = msg->get_topic();
+    if (dynamic_security_ && topic == DynamicSecurity::response_topic)
+      return dynamic_security_->on_response(msg->get_payload_str());
     const auto parsed = topics_.parse(topic);
     const std::string& payload = msg->get_payload_str();
     if (payload.size() > core::max_body_bytes) return reject(Rejection::too_large, topic, "payload over 65536 bytes");
@@ -251,7 +274,10 @@ void MqttLink::registration_loop() {
       reply(job, core::error_json(shown).dump(-1, ' ', false, core::Json::error_handler_t::replace));
       continue;
     }
-    reply(job, core::device_record_json(record.value()).dump(-1, ' ', false, core::Json::error_handler_t::replace));
+    auto answer_doc = core::device_record_json(record->record);
+    if (record->mqtt_password)
+      answer_doc["mqtt"] = core::mqtt_credentials_json(record->record.id, *record->mqtt_password, topics_);
+    reply(job, answer_doc.dump(-1, ' ', false, core::Json::error_handler_t::replace));
   }
 }
 

@@ -18,6 +18,7 @@
 
 #include "core/config.hpp"
 #include "core/topics.hpp"
+#include "mqtt/dynamic_security.hpp"
 #include "service/fleet.hpp"
 #include "service/metrics.hpp"
 
@@ -33,6 +34,8 @@ class MqttLink : public service::StatusPublisher {
   // Publishes the fleet's offline status and disconnects cleanly.
   void stop();
   bool connected() const { return connected_; }
+  // Secure mode: per-device broker accounts (null in open mode).
+  service::DeviceAccess* device_access() { return dynamic_security_.get(); }
 
   void publish_status(const store::StoredStatus& status) override;
   void clear_device(const core::DeviceId& id) override;
@@ -50,6 +53,7 @@ class MqttLink : public service::StatusPublisher {
 
   void connect_loop();
   void on_connected();
+  void prepare_secure_mode();
   void on_message(mqtt::const_message_ptr msg);
   void handle_heartbeat(std::string_view level, const std::string& payload);
   void handle_presence(std::string_view level, const std::string& payload);
@@ -65,6 +69,7 @@ class MqttLink : public service::StatusPublisher {
   core::Topics topics_;
   std::unique_ptr<mqtt::async_client> client_;
   std::unique_ptr<AckListener> acks_;
+  std::unique_ptr<DynamicSecurity> dynamic_security_;
   std::atomic<bool> connected_{false};
   std::atomic<bool> stopping_{false};
   std::atomic<int> connections_{0};

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "security/secrets.hpp"
 #include "service/log.hpp"
 
 namespace maestra::service {
@@ -107,13 +108,34 @@ void Fleet::post(Event event) {
 
 // --- commands -------------------------------------------------------------------
 
-Result<core::DeviceRecord> Fleet::register_device(const core::Registration& r, Transport transport) {
+Result<RegisteredDevice> Fleet::register_device(const core::Registration& r, Transport transport) {
+  if (auto refused = core::check_provisioning_key(options_.provisioning_key, r.provisioning_key)) {
+    metrics_.reject(Rejection::unauthorized);
+    return *refused;
+  }
   const TimePoint now = clock_();
-  auto record = store_.register_device(r, now);
+  std::optional<std::string> password;
+  std::optional<store::StoredSecret> secret;
+  if (access_) {
+    password = security::random_token(32);  // 256 bits
+    const auto hashed = security::hash_password(*password);
+    secret = store::StoredSecret{hashed.salt, hashed.hash};
+  }
+  auto record = store_.register_device(r, now, secret);
   if (!record) {
     if (record.error().kind == ErrorKind::conflict) metrics_.reject(Rejection::conflict);
+    if (record.error().kind == ErrorKind::forbidden) metrics_.reject(Rejection::unauthorized);
     if (record.error().kind == ErrorKind::unavailable) ++metrics_.database_errors;
-    return record;
+    return record.error();
+  }
+  if (access_) {
+    auto granted = access_->grant(record->id, *password);
+    if (!granted) {
+      // Nothing half-written: a device without a broker account is removed again.
+      log_error("broker_account_not_created", {{"device_id", record->id.to_string()}, {"error", granted.error().detail}});
+      store_.remove(record->id);
+      return Error{ErrorKind::unavailable, "", "the broker could not issue credentials: " + granted.error().detail};
+    }
   }
   ++metrics_.registrations[static_cast<std::size_t>(transport)];
   Event e{Event::Kind::registered};
@@ -124,7 +146,42 @@ Result<core::DeviceRecord> Fleet::register_device(const core::Registration& r, T
                                                       core::Reason::registered};
   e.registered_status.seq = 1;
   post(std::move(e));
-  return record;
+  return RegisteredDevice{std::move(record.value()), std::move(password)};
+}
+
+Result<std::string> Fleet::rotate_credentials(const DeviceId& id) {
+  if (!access_) return Error{ErrorKind::not_found, "", "credentials exist only in secure mode (MAESTRA_SECURE)"};
+  auto record = store_.get(id);
+  if (!record) return record.error();
+  std::string password = security::random_token(32);
+  if (auto changed = access_->set_password(id, password); !changed) return changed.error();
+  const auto hashed = security::hash_password(password);
+  if (auto stored = store_.set_credential(id, store::StoredSecret{hashed.salt, hashed.hash}, clock_()); !stored)
+    return stored.error();
+  std::lock_guard lock(credentials_mutex_);
+  credentials_.erase(id);
+  return password;
+}
+
+Result<bool> Fleet::verify_credential(const DeviceId& id, std::string_view password) {
+  std::optional<store::StoredSecret> secret;
+  {
+    std::lock_guard lock(credentials_mutex_);
+    if (auto it = credentials_.find(id); it != credentials_.end()) secret = it->second;
+  }
+  if (!secret) {
+    auto loaded = store_.credential(id);
+    if (!loaded) return loaded.error();
+    if (!loaded.value()) return false;
+    secret = *loaded.value();
+    std::lock_guard lock(credentials_mutex_);
+    credentials_[id] = *secret;
+  }
+  return security::verify_password(security::PasswordHash{secret->salt, secret->hash}, password);
+}
+
+Result<core::Done> Fleet::block_hardware_id(const std::string& hardware_id, const std::optional<std::string>& reason) {
+  return store_.block_hardware_id(hardware_id, reason, clock_());
 }
 
 Result<HeartbeatReply> Fleet::heartbeat(const core::HeartbeatRequest& h, Transport transport) {
@@ -186,6 +243,14 @@ Result<core::DeviceRecord> Fleet::patch(const DeviceId& id, const core::DevicePa
 }
 
 Result<core::Done> Fleet::remove(const DeviceId& id) {
+  if (access_) {
+    // Revoke first: if the broker cannot, nothing is deleted and the caller retries.
+    auto exists = store_.get(id);
+    if (!exists) return exists.error();
+    if (auto revoked = access_->revoke(id); !revoked) return revoked.error();
+    std::lock_guard lock(credentials_mutex_);
+    credentials_.erase(id);
+  }
   auto removed = store_.remove(id);
   if (!removed) return removed.error();
   Event e{Event::Kind::removed};

@@ -47,7 +47,23 @@ class StatusPublisher {
   virtual void publish_summary(const core::FleetCounts& counts, TimePoint now) = 0;
 };
 
+// Implemented by the broker's security adapter (secure mode): per-device broker
+// accounts. Calls block until the broker answered (bounded).
+class DeviceAccess {
+ public:
+  virtual ~DeviceAccess() = default;
+  virtual Result<core::Done> grant(const DeviceId& id, const std::string& password) = 0;
+  virtual Result<core::Done> set_password(const DeviceId& id, const std::string& password) = 0;
+  // Removes the account and disconnects a connected device; an absent account is fine.
+  virtual Result<core::Done> revoke(const DeviceId& id) = 0;
+};
+
 using Clock = std::function<TimePoint()>;
+
+struct RegisteredDevice {
+  core::DeviceRecord record;
+  std::optional<std::string> mqtt_password;  // secure mode: shown once
+};
 
 struct HeartbeatReply {
   DeviceId id;
@@ -60,6 +76,7 @@ struct FleetOptions {
   core::DeadlinePolicy deadlines;
   core::Millis flush_interval{250};
   std::chrono::milliseconds reply_timeout{10000};
+  std::string provisioning_key;
 };
 
 class Fleet {
@@ -70,6 +87,9 @@ class Fleet {
   Fleet& operator=(const Fleet&) = delete;
 
   void set_publisher(StatusPublisher* publisher) { publisher_ = publisher; }
+  // Secure mode: every registration gets a broker account through `access`.
+  void set_device_access(DeviceAccess* access) { access_ = access; }
+  bool secure() const { return access_ != nullptr; }
 
   // Loads every device from the store (before start()).
   Result<std::size_t> load();
@@ -80,7 +100,7 @@ class Fleet {
   void stop();  // drains, flushes, joins
 
   // --- commands, from any transport ---
-  Result<core::DeviceRecord> register_device(const core::Registration& r, Transport transport);
+  Result<RegisteredDevice> register_device(const core::Registration& r, Transport transport);
   // Waits for the decision (and, for a transition, until it is stored).
   Result<HeartbeatReply> heartbeat(const core::HeartbeatRequest& h, Transport transport);
   // Fire and forget (MQTT): unknown devices are counted and dropped.
@@ -88,6 +108,13 @@ class Fleet {
   void presence_async(const DeviceId& id, core::PresenceSignal signal);
   Result<core::DeviceRecord> patch(const DeviceId& id, const core::DevicePatch& patch);
   Result<core::Done> remove(const DeviceId& id);
+  // Secure mode: a new broker password for the device (the old one stops working).
+  Result<std::string> rotate_credentials(const DeviceId& id);
+  // Secure mode: true when `password` is the device's current password.
+  Result<bool> verify_credential(const DeviceId& id, std::string_view password);
+  Result<core::Done> block_hardware_id(const std::string& hardware_id, const std::optional<std::string>& reason);
+  Result<core::Done> unblock_hardware_id(const std::string& hardware_id) { return store_.unblock_hardware_id(hardware_id); }
+  Result<std::vector<store::BlockedHardwareId>> blocked_hardware_ids() { return store_.blocked_hardware_ids(); }
 
   // --- queries ---
   Result<core::DeviceRecord> get(const DeviceId& id);
@@ -128,6 +155,9 @@ class Fleet {
   FleetOptions options_;
   Clock clock_;
   StatusPublisher* publisher_ = nullptr;
+  DeviceAccess* access_ = nullptr;
+  std::mutex credentials_mutex_;
+  std::unordered_map<DeviceId, store::StoredSecret, core::DeviceIdHash> credentials_;  // cache
 
   mutable std::shared_mutex registry_mutex_;  // owner writes, readers overlay
   std::unordered_map<DeviceId, core::DeviceState, core::DeviceIdHash> registry_;

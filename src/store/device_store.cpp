@@ -99,9 +99,10 @@ void DeviceStore::prepare_statements(pqxx::connection& c) {
                         " INSERT INTO devices (name, device_type, hardware_id, firmware_version, ip_address,"
                         "  location, metadata, status, connected, last_seen, status_changed_at, status_reason,"
                         "  offline_after, created_at, updated_at)"
-                        " VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, 'online', true,"
+                        " SELECT $1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, 'online', true,"
                         "  to_timestamp($8::bigint / 1000.0), to_timestamp($8::bigint / 1000.0), 'registered', $9,"
-                        "  to_timestamp($8::bigint / 1000.0), to_timestamp($8::bigint / 1000.0))"
+                        "  to_timestamp($8::bigint / 1000.0), to_timestamp($8::bigint / 1000.0)"
+                        " WHERE NOT EXISTS (SELECT 1 FROM blocked_hardware_ids WHERE hardware_id = $3)"
                         " ON CONFLICT (hardware_id) DO NOTHING RETURNING *),"
                         " hist AS (INSERT INTO device_status_history (device_id, from_status, to_status, reason, at)"
                         "  SELECT id, NULL, 'online', 'registered', created_at FROM ins)"
@@ -110,6 +111,16 @@ void DeviceStore::prepare_statements(pqxx::connection& c) {
   c.prepare("get", std::string("SELECT ") + record_columns + " FROM devices WHERE id = $1::uuid");
   c.prepare("get_by_hardware_id", std::string("SELECT ") + record_columns + " FROM devices WHERE hardware_id = $1");
   c.prepare("id_by_hardware_id", "SELECT id::text FROM devices WHERE hardware_id = $1");
+  c.prepare("is_blocked", "SELECT 1 FROM blocked_hardware_ids WHERE hardware_id = $1");
+  c.prepare("insert_credential",
+            "INSERT INTO device_credentials (device_id, salt, password_hash, created_at)"
+            " VALUES ($1::uuid, $2, $3, to_timestamp($4::bigint / 1000.0))");
+  c.prepare("credential", "SELECT salt, password_hash FROM device_credentials WHERE device_id = $1::uuid");
+  c.prepare("set_credential",
+            "INSERT INTO device_credentials (device_id, salt, password_hash, created_at)"
+            " VALUES ($1::uuid, $2, $3, to_timestamp($4::bigint / 1000.0))"
+            " ON CONFLICT (device_id) DO UPDATE SET salt = excluded.salt, password_hash = excluded.password_hash,"
+            " rotated_at = excluded.created_at");
   c.prepare("flush_last_seen",
             "UPDATE devices d SET last_seen = to_timestamp(u.ms / 1000.0)"
             " FROM unnest($1::uuid[], $2::bigint[]) AS u(id, ms)"
@@ -171,7 +182,8 @@ StoredStatus to_stored_status(const pqxx::row& row) {
 }
 }  // namespace
 
-Result<DeviceRecord> DeviceStore::register_device(const core::Registration& r, TimePoint now) {
+Result<DeviceRecord> DeviceStore::register_device(const core::Registration& r, TimePoint now,
+                                                  const std::optional<StoredSecret>& secret) {
   return guarded("register", [&](pqxx::connection& c) -> Result<DeviceRecord> {
     for (int attempt = 0; attempt < 3; ++attempt) {
       pqxx::work tx(c);
@@ -183,9 +195,13 @@ Result<DeviceRecord> DeviceStore::register_device(const core::Registration& r, T
                                    opt(r.ip_address), opt(location), opt(metadata), to_ms(now), opt(offline_after));
       if (!rows.empty()) {
         auto record = to_record(rows[0]);
+        if (secret)
+          tx.exec_prepared("insert_credential", record.id.to_string(), secret->salt, secret->hash, to_ms(now));
         tx.commit();
         return record;
       }
+      if (!tx.exec_prepared("is_blocked", r.hardware_id).empty())
+        return Error{ErrorKind::forbidden, "hardware_id", "this hardware_id is blocked from registering"};
       auto existing = tx.exec_prepared("id_by_hardware_id", r.hardware_id);
       tx.commit();
       if (!existing.empty())
@@ -451,6 +467,63 @@ Result<core::Done> DeviceStore::mark_published(const std::vector<std::pair<Devic
     tx.exec_prepared("mark_published", ids.str(), seqs.str());
     tx.commit();
     return core::Done{};
+  });
+}
+
+Result<std::optional<StoredSecret>> DeviceStore::credential(const DeviceId& id) {
+  return guarded("credential", [&](pqxx::connection& c) -> Result<std::optional<StoredSecret>> {
+    pqxx::read_transaction tx(c);
+    auto rows = tx.exec_prepared("credential", id.to_string());
+    if (rows.empty()) return std::optional<StoredSecret>{};
+    return std::optional<StoredSecret>{StoredSecret{rows[0][0].as<std::string>(), rows[0][1].as<std::string>()}};
+  });
+}
+
+Result<core::Done> DeviceStore::set_credential(const DeviceId& id, const StoredSecret& secret, TimePoint now) {
+  return guarded("set_credential", [&](pqxx::connection& c) -> Result<core::Done> {
+    pqxx::work tx(c);
+    tx.exec_prepared("set_credential", id.to_string(), secret.salt, secret.hash, to_ms(now));
+    tx.commit();
+    return core::Done{};
+  });
+}
+
+Result<core::Done> DeviceStore::block_hardware_id(const std::string& hardware_id,
+                                                  const std::optional<std::string>& reason, TimePoint now) {
+  return guarded("block", [&](pqxx::connection& c) -> Result<core::Done> {
+    pqxx::work tx(c);
+    tx.exec_params(
+        "INSERT INTO blocked_hardware_ids (hardware_id, reason, blocked_at) VALUES ($1, $2,"
+        " to_timestamp($3::bigint / 1000.0)) ON CONFLICT (hardware_id) DO UPDATE SET reason = excluded.reason",
+        hardware_id, opt(reason), to_ms(now));
+    tx.commit();
+    return core::Done{};
+  });
+}
+
+Result<core::Done> DeviceStore::unblock_hardware_id(const std::string& hardware_id) {
+  return guarded("unblock", [&](pqxx::connection& c) -> Result<core::Done> {
+    pqxx::work tx(c);
+    auto rows = tx.exec_params("DELETE FROM blocked_hardware_ids WHERE hardware_id = $1 RETURNING 1", hardware_id);
+    tx.commit();
+    if (rows.empty()) return Error{ErrorKind::not_found, "hardware_id", "this hardware_id is not blocked"};
+    return core::Done{};
+  });
+}
+
+Result<std::vector<BlockedHardwareId>> DeviceStore::blocked_hardware_ids() {
+  return guarded("blocked", [&](pqxx::connection& c) -> Result<std::vector<BlockedHardwareId>> {
+    pqxx::read_transaction tx(c);
+    std::vector<BlockedHardwareId> out;
+    for (const auto& row : tx.exec("SELECT hardware_id, reason, (extract(epoch from blocked_at) * 1000)::bigint"
+                                   " FROM blocked_hardware_ids ORDER BY blocked_at, hardware_id")) {
+      BlockedHardwareId b;
+      b.hardware_id = row[0].as<std::string>();
+      if (!row[1].is_null()) b.reason = row[1].as<std::string>();
+      b.blocked_at = from_ms(row[2].as<std::int64_t>());
+      out.push_back(std::move(b));
+    }
+    return out;
   });
 }
 

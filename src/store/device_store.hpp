@@ -48,6 +48,18 @@ struct HistoryEntry {
   TimePoint at;
 };
 
+// A device password as stored: salt and salted hash (hex), never the password.
+struct StoredSecret {
+  std::string salt;
+  std::string hash;
+};
+
+struct BlockedHardwareId {
+  std::string hardware_id;
+  std::optional<std::string> reason;
+  TimePoint blocked_at;
+};
+
 struct LoadedDevice {
   DeviceId id;
   core::DeviceState state;
@@ -59,9 +71,17 @@ class DeviceStore {
 
   static void prepare_statements(pqxx::connection& c);
 
-  // Inserts the device and its first history row in one transaction. A taken
-  // hardware_id gives ErrorKind::conflict with existing_id set.
-  Result<core::DeviceRecord> register_device(const core::Registration& r, TimePoint now);
+  // Inserts the device, its first history row and (secure mode) its credential
+  // in one transaction. A taken hardware_id gives ErrorKind::conflict with
+  // existing_id set; a blocked one ErrorKind::forbidden.
+  Result<core::DeviceRecord> register_device(const core::Registration& r, TimePoint now,
+                                             const std::optional<StoredSecret>& secret = std::nullopt);
+  Result<std::optional<StoredSecret>> credential(const DeviceId& id);
+  Result<core::Done> set_credential(const DeviceId& id, const StoredSecret& secret, TimePoint now);
+  Result<core::Done> block_hardware_id(const std::string& hardware_id, const std::optional<std::string>& reason,
+                                       TimePoint now);
+  Result<core::Done> unblock_hardware_id(const std::string& hardware_id);
+  Result<std::vector<BlockedHardwareId>> blocked_hardware_ids();
 
   Result<core::DeviceRecord> get(const DeviceId& id);
   Result<core::DeviceRecord> get_by_hardware_id(const std::string& hardware_id);

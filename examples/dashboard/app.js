@@ -1,0 +1,683 @@
+/*
+ * examples/dashboard/app.js — the live fleet view. It owns the MQTT-over-WebSockets
+ * connection, the in-memory model built from retained status messages and the
+ * batched rendering. It never polls the HTTP API for status: the API is asked only
+ * for one device's record and history, when its detail panel is opened.
+ *
+ * A note on rendering. Messages are only buffered on arrival (keyed by topic, so a
+ * burst of updates to one device costs one apply) and applied in one batch per
+ * animation frame. The table is virtual: only the rows in view plus a margin exist
+ * in the DOM, keyed by device id and reused from frame to frame, and a cell is
+ * written only when its text changes, so 10,000 devices cost what ~50 do. One
+ * timer per second rewrites the "12 s ago" cells of those rows.
+ *
+ * A note on deletions and reconnects. An empty retained payload on a device's
+ * status topic means the device was deleted. After a reconnect the broker resends
+ * every retained status; rows that were not resent once that burst has gone quiet
+ * belong to devices deleted while we were away, and are dropped (see sweepStale).
+ */
+(() => {
+  'use strict';
+
+  // --- configuration (query parameters) -----------------------------------------------
+  const params = new URLSearchParams(location.search);
+  const PREFIX = (params.get('prefix') || 'maestra').replace(/\/+$/, '');
+  const BROKER_URL = params.get('broker') ||
+    `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.hostname || 'localhost'}:9001`;
+  const QOS = params.get('qos') === '1' ? 1 : 0; // retained state: resent in full on every reconnect anyway
+  const API_BASE = (params.get('api') || (location.protocol.startsWith('http') ? location.origin : 'http://localhost:8080'))
+    .replace(/\/+$/, '');
+
+  const TOPIC_DEVICES = `${PREFIX}/devices/+/status`;
+  const TOPIC_SUMMARY = `${PREFIX}/fleet/summary`;
+  const TOPIC_FLEET = `${PREFIX}/fleet/status`;
+  const DEVICE_HEAD = `${PREFIX}/devices/`;
+  const DEVICE_TAIL = '/status';
+
+  const ROW_HEIGHT = 36;        // px, the same as --row-height in style.css
+  const OVERSCAN = 10;          // rows rendered above and below the visible ones
+  const SWEEP_QUIET_MS = 1500;  // retained burst after a reconnect is over after this much silence
+  const HISTORY_LIMIT = 20;
+  const STATUSES = ['online', 'offline', 'error', 'maintenance'];
+  const STATUS_ORDER = { error: 0, offline: 1, maintenance: 2, online: 3 };
+
+  // --- measurement hook (read by tests and benchmarks) ------------------------------------
+  const stats = {
+    rows: 0,               // devices known (rows of the model, filtered or not)
+    shown: 0,              // rows passing the filters
+    renders: 0,            // batched frames applied
+    lastRenderMs: 0,       // script time of the last frame
+    maxRenderMs: 0,
+    firstFullRenderMs: null, // ms after navigation start when rows first reached the summary's total
+    connectedMs: null,     // ms after navigation start of the first CONNACK
+    messages: 0,           // MQTT messages received
+    broker: 'connecting',
+    service: 'unknown',
+  };
+  window.__maestra = stats;
+
+  // --- model ------------------------------------------------------------------------------
+  /** id -> entry {id, doc, status, name, type, hardware, reason, seenMs, changedMs, haystack, gen} */
+  const devices = new Map();
+  let summary = null;        // last maestra/fleet/summary document
+  let fleet = null;          // last maestra/fleet/status document
+  let fleetAt = null;        // when it arrived (the service's will carries no "since")
+  let generation = 0;        // bumped per connection; entries carry the one they were last seen in
+  let sweepAfterBurst = false;
+  let lastRetainedAt = 0;
+
+  /** topic -> payload text: the messages received since the last frame, latest wins */
+  const inbox = new Map();
+
+  // --- view state -------------------------------------------------------------------------
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    banner: $('banner'), brokerState: $('broker-state'), serviceState: $('service-state'),
+    viewport: $('viewport'), spacer: $('spacer'), empty: $('empty'), shown: $('shown'),
+    search: $('search'), filterStatus: $('filter-status'), filterType: $('filter-type'),
+    detail: $('detail'), detailName: $('detail-name'), detailStatus: $('detail-status'),
+    detailGone: $('detail-gone'), detailFields: $('detail-fields'), historyBody: $('history-body'),
+    historyNote: $('history-note'), tokenForm: $('token-form'), tokenInput: $('token-input'),
+    counts: Object.fromEntries(['total', ...STATUSES].map((s) => [s, $(`count-${s}`)])),
+  };
+
+  const view = {
+    search: [], status: '', type: '',
+    sortKey: 'name', sortDir: 1,
+    list: [],                 // entries passing the filters, sorted
+    listDirty: true,          // filters, sort or membership changed: recompute list
+    viewportHeight: el.viewport.clientHeight || 600,
+    types: '',                // the device types in the select, joined (to notice changes)
+    selectedId: null,
+  };
+  let rowsById = new Map();   // rendered rows, device id -> element
+  const rowPool = [];         // detached rows for reuse
+  let frameRequested = false;
+
+  function requestFrame() {
+    if (!frameRequested) {
+      frameRequested = true;
+      requestAnimationFrame(frame);
+    }
+  }
+
+  // --- small helpers ----------------------------------------------------------------------
+  function parseJson(text) {
+    try { return JSON.parse(text); } catch { return null; }
+  }
+  function parseTime(text) {
+    const ms = typeof text === 'string' ? Date.parse(text) : NaN;
+    return Number.isFinite(ms) ? ms : null;
+  }
+  function str(value) {
+    return value === null || value === undefined ? '' : String(value);
+  }
+  function ago(ms, now = Date.now()) {
+    if (ms === null) return '—';
+    const s = Math.floor((now - ms) / 1000);
+    if (s < 1) return 'just now';
+    if (s < 60) return `${s} s ago`;
+    if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+    if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+    return `${Math.floor(s / 86400)} d ago`;
+  }
+  function absolute(ms) {
+    return ms === null ? '' : new Date(ms).toLocaleString();
+  }
+  function setText(node, text) {
+    if (node.textContent !== text) node.textContent = text;
+  }
+
+  function makeEntry(id, doc) {
+    const name = str(doc.name) || id;
+    const type = str(doc.device_type);
+    const hardware = str(doc.hardware_id);
+    const status = str(doc.status) || 'unknown';
+    return {
+      id, doc, name, type, hardware, status,
+      nameKey: name.toLowerCase(),
+      reason: str(doc.reason),
+      seenMs: parseTime(doc.last_seen),
+      changedMs: parseTime(doc.changed_at),
+      haystack: `${name}\n${id}\n${hardware}\n${type}`.toLowerCase(),
+      gen: generation,
+    };
+  }
+
+  // Fields that place an entry in the filtered, sorted list.
+  function listKey(e) {
+    return `${e.status}\u0000${e.type}\u0000${e.haystack}\u0000${sortValue(e)}`;
+  }
+
+  // --- applying messages (once per frame) -------------------------------------------------
+  function applyInbox() {
+    let countsChanged = false;
+    for (const [topic, text] of inbox) {
+      if (topic === TOPIC_SUMMARY) {
+        summary = text ? parseJson(text) : null;
+        countsChanged = true;
+      } else if (topic === TOPIC_FLEET) {
+        fleet = text ? parseJson(text) : null;
+        fleetAt = Date.now();
+        renderConnection();
+      } else if (topic.startsWith(DEVICE_HEAD) && topic.endsWith(DEVICE_TAIL)) {
+        const id = topic.slice(DEVICE_HEAD.length, topic.length - DEVICE_TAIL.length);
+        if (!id || id.includes('/')) continue;
+        const before = devices.get(id);
+        if (!text) {                                  // deleted: the retained topic was cleared
+          if (before) { devices.delete(id); view.listDirty = true; countsChanged = true; }
+          if (id === view.selectedId) renderDetail();
+          continue;
+        }
+        const doc = parseJson(text);
+        if (!doc || typeof doc !== 'object' || Array.isArray(doc)) continue;
+        const entry = makeEntry(id, doc);
+        devices.set(id, entry);
+        if (!before || listKey(before) !== listKey(entry)) view.listDirty = true;
+        if (!before || before.status !== entry.status) countsChanged = true;
+        if (id === view.selectedId) onSelectedChanged(before, entry);
+      }
+    }
+    inbox.clear();
+    return countsChanged;
+  }
+
+  function sweepStale() {
+    let removed = 0;
+    for (const [id, e] of devices) {
+      if (e.gen < generation) { devices.delete(id); removed++; }
+    }
+    if (removed) view.listDirty = true;
+    return removed > 0;
+  }
+
+  // --- filtering and sorting --------------------------------------------------------------
+  function sortValue(e) {
+    switch (view.sortKey) {
+      case 'type': return e.type.toLowerCase();
+      case 'hardware': return e.hardware.toLowerCase();
+      case 'status': return STATUS_ORDER[e.status] ?? 9;
+      case 'seen': return e.seenMs ?? 0;
+      case 'reason': return e.reason;
+      default: return e.nameKey;
+    }
+  }
+
+  function compare(a, b) {
+    const dir = view.sortDir;
+    const va = sortValue(a), vb = sortValue(b);
+    if (va < vb) return -dir;
+    if (va > vb) return dir;
+    if (a.nameKey < b.nameKey) return -1;
+    if (a.nameKey > b.nameKey) return 1;
+    return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+  }
+
+  function recomputeList() {
+    const terms = view.search;
+    const list = [];
+    const types = new Set();
+    for (const e of devices.values()) {
+      if (e.type) types.add(e.type);
+      if (view.status && e.status !== view.status) continue;
+      if (view.type && e.type !== view.type) continue;
+      if (terms.length && !terms.every((t) => e.haystack.includes(t))) continue;
+      list.push(e);
+    }
+    list.sort(compare);
+    view.list = list;
+    view.listDirty = false;
+    renderTypeOptions(types);
+  }
+
+  function renderTypeOptions(types) {
+    const sorted = [...types].sort();
+    const joined = sorted.join('\u0000');
+    if (joined === view.types) return;
+    view.types = joined;
+    const select = el.filterType;
+    const keep = view.type;
+    select.replaceChildren(new Option('all', ''));
+    for (const t of sorted) select.add(new Option(t, t));
+    if (keep && !types.has(keep)) select.add(new Option(keep, keep)); // keep a filter on a type now empty
+    select.value = keep;
+  }
+
+  // --- rendering --------------------------------------------------------------------------
+  function frame() {
+    frameRequested = false;
+    const t0 = performance.now();
+    let countsChanged = applyInbox();
+    if (sweepAfterBurst && performance.now() - lastRetainedAt >= SWEEP_QUIET_MS) {
+      sweepAfterBurst = false;
+      if (sweepStale()) countsChanged = true;
+    }
+    if (view.listDirty) {
+      recomputeList();
+      countsChanged = true;
+    }
+    renderRows();
+    if (countsChanged) renderCounts();
+
+    const took = performance.now() - t0;
+    stats.renders++;
+    stats.lastRenderMs = Math.round(took * 100) / 100;
+    stats.maxRenderMs = Math.max(stats.maxRenderMs, stats.lastRenderMs);
+    stats.rows = devices.size;
+    stats.shown = view.list.length;
+    if (stats.firstFullRenderMs === null && summary && typeof summary.total === 'number' &&
+        devices.size >= summary.total) {
+      stats.firstFullRenderMs = Math.round(performance.now());
+    }
+  }
+
+  function createRow() {
+    const row = document.createElement('div');
+    row.className = 'row';
+    row.setAttribute('role', 'row');
+    row.tabIndex = 0;
+    const cells = {};
+    for (const name of ['name', 'type', 'hardware', 'status', 'seen', 'reason']) {
+      const cell = document.createElement('span');
+      cell.className = `cell c-${name}`;
+      cell.setAttribute('role', 'cell');
+      row.appendChild(cell);
+      cells[name] = cell;
+    }
+    const pill = document.createElement('span');
+    pill.className = 'pill';
+    cells.status.appendChild(pill);
+    cells.pill = pill;
+    row._cells = cells;
+    row._entry = null;
+    row._index = -1;
+    return row;
+  }
+
+  function fillRow(row, e, index) {
+    const c = row._cells;
+    if (row._entry !== e) {
+      if (row.dataset.deviceId !== e.id) row.dataset.deviceId = e.id;
+      if (row.dataset.status !== e.status) {
+        row.dataset.status = e.status;
+        c.pill.className = `pill st-${e.status}`;
+      }
+      setText(c.name, e.name);
+      c.name.title = `${e.name}\n${e.id}`;
+      setText(c.type, e.type);
+      setText(c.hardware, e.hardware);
+      setText(c.pill, e.status);
+      setText(c.reason, e.reason);
+      c.reason.title = e.changedMs === null ? '' : `changed ${absolute(e.changedMs)}`;
+      c.seen.title = absolute(e.seenMs);
+      row._entry = e;
+    }
+    setText(c.seen, ago(e.seenMs));
+    if (row._index !== index) {
+      row.style.transform = `translateY(${index * ROW_HEIGHT}px)`;
+      row._index = index;
+    }
+    const selected = e.id === view.selectedId;
+    if (row.classList.contains('selected') !== selected) row.classList.toggle('selected', selected);
+  }
+
+  function renderRows() {
+    const list = view.list;
+    const height = `${list.length * ROW_HEIGHT}px`;
+    if (el.spacer.style.height !== height) el.spacer.style.height = height;
+    el.empty.hidden = list.length > 0;
+    if (!list.length) setText(el.empty, devices.size ? 'No device matches the filters.' : 'Waiting for devices…');
+
+    const top = el.viewport.scrollTop;
+    const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
+    const last = Math.min(list.length, Math.ceil((top + view.viewportHeight) / ROW_HEIGHT) + OVERSCAN);
+    const next = new Map();
+    const fresh = [];
+    for (let i = first; i < last; i++) {
+      // A change that keeps a device's place in the list (a new last_seen, say) leaves
+      // the list as it is, holding the entry it replaced: take the current one.
+      const e = devices.get(list[i].id) || list[i];
+      list[i] = e;
+      let row = rowsById.get(e.id);
+      if (row) {
+        rowsById.delete(e.id);
+      } else {
+        row = rowPool.pop() || createRow();
+        fresh.push(row);
+      }
+      fillRow(row, e, i);
+      next.set(e.id, row);
+    }
+    for (const row of rowsById.values()) {   // rows scrolled or filtered away, or deleted
+      row.remove();
+      delete row.dataset.deviceId;
+      row._entry = null;
+      rowPool.push(row);
+    }
+    if (fresh.length) {
+      const fragment = document.createDocumentFragment();
+      for (const row of fresh) fragment.appendChild(row);
+      el.viewport.appendChild(fragment);
+    }
+    rowsById = next;
+  }
+
+  function renderCounts() {
+    let counts;
+    if (summary && typeof summary === 'object' && typeof summary.total === 'number') {
+      counts = summary;
+    } else {
+      counts = { online: 0, offline: 0, error: 0, maintenance: 0, total: devices.size };
+      for (const e of devices.values()) if (e.status in counts) counts[e.status]++;
+    }
+    setText(el.counts.total, (counts.total ?? 0).toLocaleString());
+    for (const s of STATUSES) setText(el.counts[s], (counts[s] ?? 0).toLocaleString());
+    const shown = view.list.length;
+    setText(el.shown, shown === devices.size
+      ? `${devices.size.toLocaleString()} device${devices.size === 1 ? '' : 's'}`
+      : `${shown.toLocaleString()} of ${devices.size.toLocaleString()} devices`);
+  }
+
+  // One timer for every relative time on the page.
+  function tick() {
+    const now = Date.now();
+    for (const row of rowsById.values()) {
+      if (row._entry) setText(row._cells.seen, ago(row._entry.seenMs, now));
+    }
+    for (const node of document.querySelectorAll('[data-ago]')) {
+      setText(node, ago(Number(node.dataset.ago), now));
+    }
+    if (stats.service === 'offline' || stats.broker !== 'connected') renderConnection();
+  }
+
+  // --- connection and service banners -----------------------------------------------------
+  function renderConnection() {
+    const broker = stats.broker;
+    let service = 'unknown';
+    if (broker === 'connected' && fleet && typeof fleet === 'object') {
+      service = fleet.status === 'online' ? 'online' : fleet.status === 'offline' ? 'offline' : 'unknown';
+    }
+    stats.service = service;
+    document.body.dataset.broker = broker;
+    document.body.dataset.service = service;
+    setText(el.brokerState, `broker: ${broker === 'connecting' ? 'connecting…' : broker}`);
+    el.brokerState.className = `link-state ${broker}`;
+    const sinceMs = fleet ? parseTime(fleet.since) : null;
+    setText(el.serviceState, `service: ${service}`);
+    el.serviceState.title = sinceMs === null ? '' : `${service} since ${absolute(sinceMs)}`;
+    el.serviceState.className = `link-state ${service}`;
+
+    let text = '';
+    let kind = '';
+    if (broker === 'disconnected') {
+      kind = 'broker';
+      text = `Broker connection down: cannot reach ${BROKER_URL}. Reconnecting… The statuses below may be out of date.`;
+    } else if (service === 'offline') {
+      kind = 'service';
+      const when = sinceMs !== null ? ` (since ${absolute(sinceMs)}, ${ago(sinceMs)})`
+        : fleetAt !== null ? ` (noticed ${ago(fleetAt)})` : '';
+      text = `The fleet-manager service is down${when}. ` +
+        'Statuses are not being updated until it returns.';
+    }
+    el.banner.hidden = !text;
+    el.banner.dataset.kind = kind;
+    setText(el.banner, text);
+    document.body.classList.toggle('stale', broker !== 'connected' || service === 'offline');
+  }
+
+  function connect() {
+    if (typeof mqtt === 'undefined' || typeof mqtt.connect !== 'function') {
+      stats.broker = 'disconnected';
+      renderConnection();
+      setText(el.banner, 'MQTT.js is missing: run `npm ci` in examples/dashboard.');
+      return;
+    }
+    const client = mqtt.connect(BROKER_URL, {
+      clientId: `maestra-dashboard-${Math.random().toString(16).slice(2, 10)}`,
+      protocolVersion: 5,
+      clean: true,
+      keepalive: 30,
+      reconnectPeriod: 1000,
+      connectTimeout: 5000,
+      resubscribe: false,       // subscribed again on every connect below
+    });
+    client.on('connect', () => {
+      if (stats.connectedMs === null) stats.connectedMs = Math.round(performance.now());
+      stats.broker = 'connected';
+      generation++;
+      if (devices.size) {         // a reconnect: drop the rows the broker no longer retains
+        sweepAfterBurst = true;
+        lastRetainedAt = performance.now();
+      }
+      client.subscribe([TOPIC_DEVICES, TOPIC_SUMMARY, TOPIC_FLEET], { qos: QOS }, (err) => {
+        if (err) console.error('subscribe failed', err);
+      });
+      renderConnection();
+    });
+    const down = () => {
+      if (stats.broker === 'disconnected') return;
+      stats.broker = 'disconnected';
+      renderConnection();
+    };
+    client.on('close', down);
+    client.on('offline', down);
+    client.on('error', (err) => console.warn('mqtt:', err && err.message));
+    client.on('message', (topic, payload, packet) => {
+      stats.messages++;
+      inbox.set(topic, payload.length ? payload.toString() : '');
+      if (packet.retain) lastRetainedAt = performance.now();
+      requestFrame();
+    });
+    // A burst's sweep is due even when no more messages come to trigger a frame.
+    setInterval(() => { if (sweepAfterBurst) requestFrame(); }, 500);
+  }
+
+  // --- device detail (the only HTTP calls) ------------------------------------------------
+  let detailRequest = 0;
+  let detailRecord = null;
+
+  function authHeaders() {
+    const token = sessionStorage.getItem('maestra-admin-token');
+    return token ? { Authorization: `Bearer ${token}` } : {};
+  }
+
+  function openDetail(id) {
+    view.selectedId = id;
+    detailRecord = null;
+    el.detail.hidden = false;
+    document.body.classList.add('with-detail');
+    renderDetail();
+    loadDetail();
+    requestFrame();
+  }
+
+  function closeDetail() {
+    view.selectedId = null;
+    detailRequest++;
+    el.detail.hidden = true;
+    document.body.classList.remove('with-detail');
+    requestFrame();
+  }
+
+  function onSelectedChanged(before, entry) {
+    renderDetail();
+    if (!before || before.doc.changed_at !== entry.doc.changed_at || before.status !== entry.status) loadDetail();
+  }
+
+  async function loadDetail() {
+    const id = view.selectedId;
+    if (!id) return;
+    const request = ++detailRequest;
+    const base = `${API_BASE}/devices/${encodeURIComponent(id)}`;
+    el.historyNote.textContent = 'Loading…';
+    try {
+      const [record, history] = await Promise.all([
+        fetch(base, { headers: authHeaders() }),
+        fetch(`${base}/history?limit=${HISTORY_LIMIT}`, { headers: authHeaders() }),
+      ]);
+      if (request !== detailRequest) return;
+      if (record.status === 401 || record.status === 403 || history.status === 401 || history.status === 403) {
+        el.tokenForm.hidden = false;
+        el.historyNote.textContent = record.status === 403 ? 'The admin token was refused.' : 'This API needs an admin token.';
+        return;
+      }
+      el.tokenForm.hidden = true;
+      detailRecord = record.ok ? await record.json() : null;
+      const entries = history.ok ? await history.json() : null;
+      if (request !== detailRequest) return;
+      renderDetail();
+      renderHistory(entries, history.ok ? '' : `History unavailable (HTTP ${history.status}).`);
+    } catch (err) {
+      if (request !== detailRequest) return;
+      renderHistory(null, `Cannot reach the API at ${API_BASE}.`);
+    }
+  }
+
+  function renderDetail() {
+    const id = view.selectedId;
+    if (!id) return;
+    const e = devices.get(id);
+    const r = detailRecord;
+    setText(el.detailName, e ? e.name : r ? str(r.name) : id);
+    const status = e ? e.status : r ? str(r.status) : '';
+    el.detailStatus.className = `pill st-${status}`;
+    setText(el.detailStatus, status || '—');
+    el.detailGone.hidden = Boolean(e);
+    el.detail.dataset.deviceId = id;
+
+    const fields = [['ID', id, true]];
+    const type = e ? e.type : r && r.device_type;
+    const hardware = e ? e.hardware : r && r.hardware_id;
+    fields.push(['Type', str(type)], ['Hardware ID', str(hardware), true]);
+    const changed = e ? e.changedMs : r && parseTime(r.status_changed_at);
+    if (changed) fields.push(['Status since', changed, 'time']);
+    if (e && e.reason) fields.push(['Reason', e.reason]);
+    const seen = r ? parseTime(r.last_seen) : e && e.seenMs;
+    if (seen) fields.push(['Last seen', seen, 'time']);
+    if (r) {
+      if (r.firmware_version) fields.push(['Firmware', str(r.firmware_version)]);
+      if (r.ip_address) fields.push(['IP address', str(r.ip_address), true]);
+      if (r.offline_after) fields.push(['Offline after', `${r.offline_after} s`]);
+      if (r.location && Object.keys(r.location).length) fields.push(['Location', JSON.stringify(r.location), true]);
+      if (r.metadata && Object.keys(r.metadata).length) fields.push(['Metadata', JSON.stringify(r.metadata), true]);
+      const created = parseTime(r.created_at);
+      if (created) fields.push(['Registered', created, 'time']);
+    }
+    const nodes = [];
+    for (const [label, value, mode] of fields) {
+      const dt = document.createElement('dt');
+      dt.textContent = label;
+      const dd = document.createElement('dd');
+      if (mode === 'time') {
+        const rel = document.createElement('span');
+        rel.dataset.ago = String(value);
+        rel.textContent = ago(value);
+        const abs = document.createElement('span');
+        abs.className = 'abs';
+        abs.textContent = absolute(value);
+        dd.append(rel, ' ', abs);
+      } else {
+        dd.textContent = value;
+        if (mode) dd.className = 'mono';
+      }
+      nodes.push(dt, dd);
+    }
+    el.detailFields.replaceChildren(...nodes);
+  }
+
+  function renderHistory(entries, note) {
+    const rows = [];
+    for (const h of Array.isArray(entries) ? entries : []) {
+      const tr = document.createElement('tr');
+      const change = document.createElement('td');
+      const from = document.createElement('span');
+      from.className = `pill small st-${str(h.from)}`;
+      from.textContent = h.from ? str(h.from) : 'new';
+      const to = document.createElement('span');
+      to.className = `pill small st-${str(h.to)}`;
+      to.textContent = str(h.to);
+      change.append(from, ' → ', to);
+      const reason = document.createElement('td');
+      reason.textContent = str(h.reason);
+      const at = document.createElement('td');
+      const ms = parseTime(h.at);
+      at.title = absolute(ms);
+      if (ms !== null) at.dataset.ago = String(ms);
+      at.textContent = ago(ms);
+      tr.append(change, reason, at);
+      rows.push(tr);
+    }
+    el.historyBody.replaceChildren(...rows);
+    el.historyNote.textContent = note || (rows.length ? '' : 'No status change recorded yet.');
+  }
+
+  // --- events -------------------------------------------------------------------------------
+  el.viewport.addEventListener('scroll', requestFrame, { passive: true });
+  new ResizeObserver(() => {
+    view.viewportHeight = el.viewport.clientHeight || view.viewportHeight;
+    requestFrame();
+  }).observe(el.viewport);
+
+  el.viewport.addEventListener('click', (event) => {
+    const row = event.target.closest('.row');
+    if (row && row.dataset.deviceId) openDetail(row.dataset.deviceId);
+  });
+  el.viewport.addEventListener('keydown', (event) => {
+    const row = event.target.closest('.row');
+    if (row && row.dataset.deviceId && (event.key === 'Enter' || event.key === ' ')) {
+      event.preventDefault();
+      openDetail(row.dataset.deviceId);
+    }
+  });
+  $('detail-close').addEventListener('click', closeDetail);
+  document.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape' && view.selectedId) closeDetail();
+  });
+  el.tokenForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    sessionStorage.setItem('maestra-admin-token', el.tokenInput.value.trim());
+    el.tokenInput.value = '';
+    loadDetail();
+  });
+
+  function setFilter(changes) {
+    Object.assign(view, changes);
+    view.listDirty = true;
+    el.viewport.scrollTop = 0;
+    for (const button of document.querySelectorAll('[data-filter-status]')) {
+      button.setAttribute('aria-pressed', String(button.dataset.filterStatus === view.status));
+    }
+    el.filterStatus.value = view.status;
+    requestFrame();
+  }
+  let searchTimer = 0;
+  el.search.addEventListener('input', () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => {
+      setFilter({ search: el.search.value.toLowerCase().split(/\s+/).filter(Boolean) });
+    }, 80);
+  });
+  el.filterStatus.addEventListener('change', () => setFilter({ status: el.filterStatus.value }));
+  el.filterType.addEventListener('change', () => setFilter({ type: el.filterType.value }));
+  for (const button of document.querySelectorAll('[data-filter-status]')) {
+    button.addEventListener('click', () => {
+      const status = button.dataset.filterStatus;
+      setFilter({ status: status && status === view.status ? '' : status });
+    });
+  }
+  for (const header of document.querySelectorAll('[data-sort]')) {
+    header.addEventListener('click', () => {
+      const key = header.dataset.sort;
+      const sortDir = view.sortKey === key ? -view.sortDir : key === 'seen' ? -1 : 1;
+      for (const h of document.querySelectorAll('[data-sort]')) delete h.dataset.dir;
+      header.dataset.dir = sortDir > 0 ? 'asc' : 'desc';
+      setFilter({ sortKey: key, sortDir });
+    });
+  }
+  document.querySelector('[data-sort="name"]').dataset.dir = 'asc';
+
+  setInterval(tick, 1000);
+  renderConnection();
+  renderCounts();
+  connect();
+})();

@@ -1,0 +1,316 @@
+// tests/e2e/dashboard.e2e.mjs — end-to-end test of the web dashboard in headless
+// Chromium (Debian's /usr/bin/chromium driven by playwright-core; never a downloaded
+// browser) against a real stack: fleet-manager, Mosquitto, Postgres. It does not start
+// the stack: tests/integration/test_dashboard_e2e.py does, and passes it in:
+//
+//   DASHBOARD_URL    http://127.0.0.1:<http port>/?broker=ws://127.0.0.1:<ws port>
+//   API_URL          http://127.0.0.1:<http port>
+//   MQTT_URL         mqtt://127.0.0.1:<tcp port>   (the simulated device connects here)
+//   SERVICE_PID      optional, fleet-manager's pid: when given, it is killed (SIGKILL) to
+//                    check the "service down" banner, raised by the service's MQTT will
+//   BROKER_PID       the broker's pid: the last step stops it with SIGTERM
+//   SCREENSHOT_PATH  where to save the screenshot of the populated dashboard
+//   TOPIC_PREFIX     optional, default maestra;  CHROMIUM_PATH optional, default /usr/bin/chromium
+//
+// Exits 0 when every step passed, 1 with the failing step, the page's console and a
+// failure screenshot otherwise. Modules come from examples/dashboard/node_modules
+// (`npm ci` there installs mqtt and playwright-core).
+import { createRequire } from 'node:module';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const dashboardDir = path.resolve(here, '../../examples/dashboard');
+const require = createRequire(path.join(dashboardDir, 'package.json'));
+const { chromium } = require('playwright-core');
+const mqtt = require('mqtt');
+
+function env(name, fallback) {
+  const value = process.env[name] ?? fallback;
+  if (value === undefined || value === '') {
+    console.error(`missing environment variable ${name}`);
+    process.exit(2);
+  }
+  return value;
+}
+
+const DASHBOARD_URL = env('DASHBOARD_URL');
+const API_URL = env('API_URL').replace(/\/+$/, '');
+const MQTT_URL = env('MQTT_URL');
+const BROKER_PID = Number(env('BROKER_PID'));
+const SERVICE_PID = Number(process.env.SERVICE_PID || 0);
+const SCREENSHOT_PATH = path.resolve(env('SCREENSHOT_PATH', 'tests/artifacts/dashboard.png'));
+const PREFIX = env('TOPIC_PREFIX', 'maestra');
+const CHROMIUM_PATH = env('CHROMIUM_PATH', '/usr/bin/chromium');
+const OFFLINE_WITHIN_MS = 2000;
+const TOTAL_TIMEOUT_MS = Number(process.env.E2E_TIMEOUT_MS || 120000);
+
+const browserLog = [];
+const pageErrors = [];
+const foreignRequests = [];
+let browser;
+let page;
+const devices = [];  // MQTT.js device clients to end at exit
+
+function log(text) {
+  console.log(`[e2e] ${text}`);
+}
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    const detail = await fn();
+    log(`ok   ${name} (${Date.now() - t0} ms)${detail ? ` — ${detail}` : ''}`);
+  } catch (err) {
+    err.message = `step "${name}" failed after ${Date.now() - t0} ms: ${err.message}`;
+    throw err;
+  }
+}
+
+// --- HTTP API ---------------------------------------------------------------------------
+async function api(method, route, body, expected) {
+  const res = await fetch(API_URL + route, {
+    method,
+    headers: body ? { 'Content-Type': 'application/json' } : {},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  if (expected && res.status !== expected) {
+    throw new Error(`${method} ${route} answered ${res.status}, expected ${expected}: ${text.slice(0, 300)}`);
+  }
+  return text ? JSON.parse(text) : null;
+}
+
+async function register(name, deviceType, hardwareId) {
+  const record = await api('POST', '/devices/register',
+    { name, device_type: deviceType, hardware_id: hardwareId, firmware_version: '1.4.2' });
+  if (!record || !record.id) throw new Error(`registration of ${hardwareId} returned no id: ${JSON.stringify(record)}`);
+  return record;
+}
+
+// --- a simulated MQTT device ---------------------------------------------------------------
+function connectDevice(id) {
+  const presence = `${PREFIX}/devices/${id}/presence`;
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(MQTT_URL, {
+      clientId: `e2e-device-${id.slice(0, 8)}`,
+      protocolVersion: 5,
+      clean: true,
+      keepalive: 30,
+      reconnectPeriod: 0,   // once killed, stay dead
+      connectTimeout: 5000,
+      will: { topic: presence, payload: JSON.stringify({ state: 'offline', session: 1 }), qos: 1, retain: true },
+    });
+    devices.push(client);
+    client.once('error', reject);
+    client.once('connect', () => {
+      client.publish(presence, JSON.stringify({ state: 'online', session: 1 }), { qos: 1, retain: true }, (err) => {
+        if (err) reject(err); else resolve(client);
+      });
+    });
+  });
+}
+
+// --- page helpers ------------------------------------------------------------------------
+const rowSelector = (id) => `.viewport .row[data-device-id="${id}"]`;
+
+async function waitForRowStatus(id, status, timeout = 10000) {
+  await page.waitForFunction(({ selector, status }) => {
+    const row = document.querySelector(selector);
+    return row !== null && row.dataset.status === status && row.querySelector('.pill').textContent === status;
+  }, { selector: rowSelector(id), status }, { timeout, polling: 'raf' });
+}
+
+async function waitForRowGone(id, timeout = 10000) {
+  await page.waitForFunction((selector) => document.querySelector(selector) === null,
+    rowSelector(id), { timeout, polling: 'raf' });
+}
+
+async function rowText(id) {
+  return page.$eval(rowSelector(id), (row) => [...row.children].map((c) => c.textContent.trim()).join(' | '));
+}
+
+async function main() {
+  mkdirSync(path.dirname(SCREENSHOT_PATH), { recursive: true });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  page = await browser.newPage({ viewport: { width: 1440, height: 860 } });
+  page.on('console', (msg) => browserLog.push(`[${msg.type()}] ${msg.text()}`));
+  page.on('pageerror', (err) => pageErrors.push(String(err && err.stack || err)));
+  page.on('request', (req) => {
+    const url = new URL(req.url());
+    if (['data:', 'blob:'].includes(url.protocol)) return;   // MQTT.js runs its timers in a blob worker
+    if (!['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname)) {
+      foreignRequests.push(req.url());
+    }
+  });
+
+  await step('dashboard loads and connects to the broker', async () => {
+    const response = await page.goto(DASHBOARD_URL, { waitUntil: 'load' });
+    if (!response || response.status() !== 200) throw new Error(`GET / answered ${response && response.status()}`);
+    const title = await page.textContent('h1');
+    if (title.trim() !== 'Maestra Fleet') throw new Error(`title is ${JSON.stringify(title)}`);
+    await page.waitForFunction(() => document.body.dataset.broker === 'connected', null, { timeout: 10000 });
+    await page.waitForFunction(() => document.body.dataset.service === 'online', null, { timeout: 10000 });
+    const hook = await page.evaluate(() => window.__maestra);
+    for (const key of ['rows', 'renders', 'lastRenderMs', 'firstFullRenderMs']) {
+      if (!(key in hook)) throw new Error(`window.__maestra lacks ${key}`);
+    }
+    return `broker connected, service online, hook ${JSON.stringify(hook)}`;
+  });
+
+  const stage = await register('Stage Left ESP32', 'esp32', 'e2e-esp32-stage-left');
+  await step('a registered device appears online', async () => {
+    await waitForRowStatus(stage.id, 'online');
+    return await rowText(stage.id);
+  });
+
+  await step('a killed device turns offline within 2 s without a reload', async () => {
+    const device = await connectDevice(stage.id);
+    // The birth went through the broker; give the service a moment to take it in, so
+    // the will below is judged against this connection.
+    await new Promise((r) => setTimeout(r, 300));
+    await waitForRowStatus(stage.id, 'online', 2000);
+    const navigations = await page.evaluate(() => performance.getEntriesByType('navigation').length);
+    const t0 = Date.now();
+    device.stream.destroy();                       // power cut: no DISCONNECT, the broker sends the will
+    await waitForRowStatus(stage.id, 'offline', OFFLINE_WITHIN_MS);
+    const took = Date.now() - t0;
+    const reason = await page.$eval(`${rowSelector(stage.id)} .c-reason`, (c) => c.textContent);
+    if (reason !== 'will') throw new Error(`reason shown is ${JSON.stringify(reason)}, expected "will"`);
+    const after = await page.evaluate(() => performance.getEntriesByType('navigation').length);
+    if (after !== navigations) throw new Error('the page was reloaded');
+    return `offline after ${took} ms, reason ${reason}`;
+  });
+
+  await step('PATCH maintenance shows maintenance', async () => {
+    await api('PATCH', `/devices/${stage.id}`, { status: 'maintenance' }, 200);
+    await waitForRowStatus(stage.id, 'maintenance');
+    return await rowText(stage.id);
+  });
+
+  const more = [];
+  await step('more devices appear (online, error, offline)', async () => {
+    for (const [name, type, hw] of [
+      ['Lobby Projector Pi', 'raspberry_pi', 'e2e-rpi-lobby'],
+      ['Main Stage TouchDesigner', 'touchdesigner', 'e2e-td-main'],
+      ['Sound Desk Max', 'max_msp', 'e2e-max-sound'],
+      ['Foyer Lights Arduino', 'arduino', 'e2e-uno-foyer'],
+      ['Backstage Sensor ESP32', 'esp32', 'e2e-esp32-backstage'],
+    ]) more.push(await register(name, type, hw));
+    await api('POST', '/devices/heartbeat', { device_id: more[2].id, status: 'error' }, 200);
+    const foyer = await connectDevice(more[3].id);
+    await new Promise((r) => setTimeout(r, 300));
+    foyer.stream.destroy();
+    for (const d of more) await waitForRowStatus(d.id, d === more[2] ? 'error' : d === more[3] ? 'offline' : 'online');
+    await page.waitForFunction(() => document.getElementById('count-total').textContent === '6' &&
+      document.getElementById('count-online').textContent === '3' &&
+      document.getElementById('count-offline').textContent === '1' &&
+      document.getElementById('count-error').textContent === '1' &&
+      document.getElementById('count-maintenance').textContent === '1', null, { timeout: 5000 });
+    return '6 devices: 3 online, 1 offline, 1 error, 1 maintenance';
+  });
+
+  await step('filters and search narrow the table', async () => {
+    await page.selectOption('#filter-type', 'esp32');
+    await page.waitForFunction(() => document.querySelectorAll('.viewport .row').length === 2, null, { timeout: 3000 });
+    await page.selectOption('#filter-type', '');
+    await page.selectOption('#filter-status', 'online');
+    await page.waitForFunction(() => document.querySelectorAll('.viewport .row').length === 3, null, { timeout: 3000 });
+    await page.selectOption('#filter-status', '');
+    await page.fill('#search', 'sound');
+    await page.waitForFunction(() => document.querySelectorAll('.viewport .row').length === 1, null, { timeout: 3000 });
+    await page.fill('#search', '');
+    await page.waitForFunction(() => document.querySelectorAll('.viewport .row').length === 6, null, { timeout: 3000 });
+  });
+
+  await step('the detail panel shows the status history', async () => {
+    await page.click(rowSelector(stage.id));
+    await page.waitForSelector('#detail:not([hidden])', { timeout: 3000 });
+    await page.waitForFunction(() => document.querySelectorAll('#history-body tr').length >= 3, null, { timeout: 5000 });
+    const history = await page.$$eval('#history-body tr', (rows) => rows.map((r) => r.textContent.replace(/\s+/g, ' ').trim()));
+    const text = history.join('\n');
+    for (const expected of ['maintenance', 'will', 'admin']) {
+      if (!text.includes(expected)) throw new Error(`history lacks ${expected}: ${text}`);
+    }
+    return `${history.length} entries`;
+  });
+
+  await step('screenshot of the populated dashboard', async () => {
+    await page.waitForTimeout(1100);   // let "x s ago" tick once, for a natural picture
+    await page.screenshot({ path: SCREENSHOT_PATH });
+    return SCREENSHOT_PATH;
+  });
+
+  await step('a deleted device disappears', async () => {
+    const lobby = more[0];
+    await api('DELETE', `/devices/${lobby.id}`, null, 204);
+    await waitForRowGone(lobby.id);
+    await page.waitForFunction(() => document.getElementById('count-total').textContent === '5', null, { timeout: 5000 });
+    return 'row removed, total 5';
+  });
+
+  if (pageErrors.length) throw new Error(`errors in the page:\n${pageErrors.join('\n')}`);
+  if (foreignRequests.length) throw new Error(`requests left loopback: ${foreignRequests.join(', ')}`);
+
+  if (SERVICE_PID) {
+    await step('the service killed shows the service banner', async () => {
+      process.kill(SERVICE_PID, 'SIGKILL');        // a crash: the broker publishes the service's will
+      await page.waitForFunction(() => {
+        const banner = document.getElementById('banner');
+        return document.body.dataset.service === 'offline' && !banner.hidden &&
+          banner.dataset.kind === 'service' && /fleet-manager/.test(banner.textContent);
+      }, null, { timeout: 10000 });
+      return `banner: ${(await page.textContent('#banner')).trim()}`;
+    });
+  }
+
+  await step('the broker stopped shows the banner', async () => {
+    process.kill(BROKER_PID, 'SIGTERM');
+    await page.waitForFunction(() => {
+      const banner = document.getElementById('banner');
+      return document.body.dataset.broker === 'disconnected' && !banner.hidden && banner.dataset.kind === 'broker' &&
+        banner.getBoundingClientRect().height > 0 && /broker/i.test(banner.textContent);
+    }, null, { timeout: 10000 });
+    const text = await page.textContent('#banner');
+    const rows = await page.$$eval('.viewport .row', (r) => r.length);
+    if (rows !== 5) throw new Error(`the rows should stay while the broker is down, found ${rows}`);
+    const down = SCREENSHOT_PATH.replace(/(\.png)?$/, '-broker-down.png');
+    await page.screenshot({ path: down });
+    return `banner: ${text.trim()}`;
+  });
+}
+
+const watchdog = setTimeout(() => {
+  console.error(`[e2e] FAIL: the test did not finish within ${TOTAL_TIMEOUT_MS} ms`);
+  process.exit(1);
+}, TOTAL_TIMEOUT_MS);
+
+let status = 0;
+try {
+  await main();
+  log('all steps passed');
+} catch (err) {
+  status = 1;
+  console.error(`[e2e] FAIL: ${err && err.stack || err}`);
+  if (page) {
+    const failure = SCREENSHOT_PATH.replace(/(\.png)?$/, '-failure.png');
+    try {
+      await page.screenshot({ path: failure });
+      console.error(`[e2e] failure screenshot: ${failure}`);
+      console.error(`[e2e] window.__maestra: ${JSON.stringify(await page.evaluate(() => window.__maestra))}`);
+    } catch { /* the page may be gone */ }
+  }
+  if (pageErrors.length) console.error(`[e2e] page errors:\n${pageErrors.join('\n')}`);
+  console.error(`[e2e] browser console (last 40):\n${browserLog.slice(-40).join('\n')}`);
+} finally {
+  for (const client of devices) client.end(true);
+  if (browser) await browser.close().catch(() => {});
+  clearTimeout(watchdog);
+}
+process.exit(status);
