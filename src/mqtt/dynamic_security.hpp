@@ -41,14 +41,16 @@ class DynamicSecurity : public service::DeviceAccess {
 
  private:
   // Sends the commands in one message and waits (5 s at most) for every answer;
-  // returns each command's error text, empty when it succeeded.
-  core::Result<std::vector<std::string>> call(std::vector<core::Json> commands);
+  // returns each command's response object ({"command",...,"error"?,"data"?}).
+  core::Result<std::vector<core::Json>> call(std::vector<core::Json> commands);
+  // Sends without waiting (for a command that disconnects us, like changing our own roles).
+  void send(std::vector<core::Json> commands);
 
   mqtt::async_client& client_;
   const core::Topics& topics_;
   std::mutex mutex_;
   std::condition_variable answered_;
-  std::map<std::string, std::string> answers_;  // correlation -> error ("" ok)
+  std::map<std::string, core::Json> answers_;  // correlation -> response
   std::uint64_t next_correlation_ = 0;
 };
 

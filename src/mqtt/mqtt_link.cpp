@@ -101,12 +101,21 @@ void MqttLink::connect_loop() {
 }
 
 void MqttLink::prepare_secure_mode() {
-  // Runs on the connector thread (it waits for the broker's answers).
-  auto ready = dynamic_security_->ensure_service_roles(config_.mqtt_username, config_.dashboard_username,
-                                                       config_.dashboard_password);
-  if (!ready) {
-    service::log_error("secure_mode_setup_failed", {{"error", ready.error().detail}});
-    return;
+  // Runs on the connector thread (it waits for the broker's answers). The first
+  // time, the service grants itself its publishing role and is disconnected by
+  // the broker so the role applies; we wait for the reconnect and check again.
+  for (int attempt = 0; attempt < 5 && !stopping_; ++attempt) {
+    for (int waited = 0; waited < 300 && !client_->is_connected() && !stopping_; ++waited)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto ready = dynamic_security_->ensure_service_roles(config_.mqtt_username, config_.dashboard_username,
+                                                         config_.dashboard_password);
+    if (ready) break;
+    service::log_warn("secure_mode_setup", {{"state", ready.error().detail}});
+    if (attempt == 4) {
+      service::log_error("secure_mode_setup_failed", {{"error", ready.error().detail}});
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // let the broker's disconnect land
   }
   service::log_info("secure_mode_ready", {{"service_role", "maestra-service"},
                                           {"dashboard_account", config_.dashboard_username.empty() ? "(none)" : config_.dashboard_username}});
