@@ -15,6 +15,8 @@
 #   MAESTRA_PG_PORT (5432), MAESTRA_MQTT_PORT (1883), MAESTRA_MQTT_WS_PORT (9001):
 #     preferred ports; a busy one is replaced by the next free port.
 #   MAESTRA_SKIP_INSTALL=1, MAESTRA_SKIP_BUILD=1: skip those steps.
+#   MAESTRA_SECURE=true: secure mode (mosquitto/secure.conf with the
+#     dynamic-security plugin and TLS on 8883; secrets made once in .run/secrets.env).
 # shellcheck disable=SC2119,SC2317 # build takes optional arguments; trap handlers
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -68,6 +70,48 @@ on_signal() {
 trap cleanup EXIT
 trap on_signal INT TERM
 
+# --- secure mode (MAESTRA_SECURE=true) ---------------------------------------------------------
+# Secrets are made once and kept in .run/secrets.env (mode 600): the service's
+# dynamic-security admin password, the admin token, the provisioning key and the
+# dashboard account's password. A throwaway CA and server certificate for the TLS
+# listener are made once in .run/tls/.
+prepare_secure_mode() {
+  local secrets="$RUN/secrets.env"
+  if [[ ! -f "$secrets" ]]; then
+    umask 077
+    {
+      echo "MAESTRA_MQTT_USERNAME=maestra-service"
+      echo "MAESTRA_MQTT_PASSWORD=$(openssl rand -hex 24)"
+      echo "MAESTRA_ADMIN_TOKEN=$(openssl rand -hex 24)"
+      echo "MAESTRA_PROVISIONING_KEY=$(openssl rand -hex 24)"
+      echo "MAESTRA_DASHBOARD_USERNAME=dashboard"
+      echo "MAESTRA_DASHBOARD_PASSWORD=$(openssl rand -hex 24)"
+    } >"$secrets"
+    umask 022
+    log "secure mode: secrets written to ${secrets#"$MAESTRA_REPO"/}"
+  fi
+  set -a
+  # shellcheck disable=SC1090
+  source "$secrets"
+  set +a
+  if [[ ! -f "$RUN/mosquitto/dynamic-security.json" ]]; then
+    mosquitto_ctrl dynsec init "$RUN/mosquitto/dynamic-security.json" "$MAESTRA_MQTT_USERNAME" \
+      "$MAESTRA_MQTT_PASSWORD" >/dev/null || die "mosquitto_ctrl dynsec init failed"
+  fi
+  if [[ ! -f "$RUN/tls/server.crt" ]]; then
+    mkdir -p "$RUN/tls"
+    (
+      cd "$RUN/tls"
+      openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj /CN=maestra-local-ca -keyout ca.key -out ca.crt
+      openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr
+      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:%s\n' "$(hostname)" >san.ext
+      openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 825 -extfile san.ext -out server.crt
+    ) >/dev/null 2>&1 || die "could not make the TLS certificates"
+    chmod 600 "$RUN/tls/"*.key
+  fi
+  export MAESTRA_MQTT_CA_FILE="$RUN/tls/ca.crt"
+}
+
 # --- Postgres ---------------------------------------------------------------------------
 if [[ -n "${MAESTRA_DATABASE_URL:-}" ]]; then
   log "using the given MAESTRA_DATABASE_URL; no private Postgres"
@@ -99,12 +143,26 @@ else
   [[ "$MQTT_PORT" == "${MAESTRA_MQTT_PORT:-1883}" ]] || log "warning: MQTT port ${MAESTRA_MQTT_PORT:-1883} is busy, using $MQTT_PORT"
   [[ "$WS_PORT" == "${MAESTRA_MQTT_WS_PORT:-9001}" ]] || log "warning: websockets port ${MAESTRA_MQTT_WS_PORT:-9001} is busy, using $WS_PORT"
   mkdir -p "$RUN/mosquitto"
-  mosquitto_render_conf "$MAESTRA_REPO/mosquitto/mosquitto.conf" "$RUN/mosquitto.conf" \
-    "$MQTT_PORT" "$WS_PORT" "$RUN/mosquitto" "$LOGS/mosquitto.log"
+  if [[ "${MAESTRA_SECURE:-false}" == true ]]; then
+    prepare_secure_mode
+    TLS_PORT="$(first_free_port "${MAESTRA_MQTT_TLS_PORT:-8883}")"
+    mosquitto_render_conf "$MAESTRA_REPO/mosquitto/secure.conf" "$RUN/mosquitto.conf" \
+      "$MQTT_PORT" "$WS_PORT" "$RUN/mosquitto" "$LOGS/mosquitto.log"
+    sed -i -e "s|^listener 8883\$|listener $TLS_PORT $MAESTRA_BIND_ADDRESS|" \
+      -e "s|^plugin_opt_config_file .*|plugin_opt_config_file $RUN/mosquitto/dynamic-security.json|" \
+      -e "s|\.run/tls/|$RUN/tls/|" "$RUN/mosquitto.conf"
+  else
+    mosquitto_render_conf "$MAESTRA_REPO/mosquitto/mosquitto.conf" "$RUN/mosquitto.conf" \
+      "$MQTT_PORT" "$WS_PORT" "$RUN/mosquitto" "$LOGS/mosquitto.log"
+  fi
   mosquitto_start "$RUN/mosquitto.conf" "$MQTT_PORT" "$LOGS/mosquitto.log" "$MOSQUITTO_PIDFILE" ||
     die "Mosquitto did not start (see ${LOGS}/mosquitto.log)"
   export MAESTRA_MQTT_URL="tcp://127.0.0.1:$MQTT_PORT"
   MQTT_LINE="Mosquitto    mqtt://127.0.0.1:$MQTT_PORT  ws://127.0.0.1:$WS_PORT (persistence ${RUN#"$MAESTRA_REPO"/}/mosquitto, log ${LOGS#"$MAESTRA_REPO"/}/mosquitto.log)"
+  if [[ "${MAESTRA_SECURE:-false}" == true ]]; then
+    MQTT_LINE="$MQTT_LINE
+  secure mode  TLS mqtts://127.0.0.1:$TLS_PORT (CA ${RUN#"$MAESTRA_REPO"/}/tls/ca.crt); secrets in ${RUN#"$MAESTRA_REPO"/}/secrets.env"
+  fi
 fi
 
 # --- the service ----------------------------------------------------------------------------
