@@ -440,6 +440,8 @@
       reconnectPeriod: 1000,
       connectTimeout: 5000,
       resubscribe: false,       // subscribed again on every connect below
+      // Secure mode: the read-only dashboard account (?username=...&password=...).
+      ...(params.get('username') ? { username: params.get('username'), password: params.get('password') || '' } : {}),
     });
     client.on('connect', () => {
       if (stats.connectedMs === null) stats.connectedMs = Math.round(performance.now());
