@@ -11,7 +11,7 @@ MAESTRA_DEBIAN_PACKAGES="build-essential cmake pkg-config
   nlohmann-json3-dev doctest-dev libssl-dev
   postgresql postgresql-contrib mosquitto mosquitto-clients
   python3 python3-pytest python3-requests python3-paho-mqtt
-  wrk curl jq nodejs npm chromium gnuplot"
+  wrk curl jq nodejs npm chromium gnuplot docker-compose python3-yaml"
 
 MAESTRA_REPO="${MAESTRA_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 MAESTRA_BUILD_DIR="${MAESTRA_BUILD_DIR:-$MAESTRA_REPO/build}"

@@ -377,6 +377,19 @@ void HttpApi::install_routes() {
   server_->Put(".*", dispatch);
   server_->Options(".*", dispatch);
 
+  // cpp-httplib 0.11 reads no body for GET/HEAD/OPTIONS: the unread bytes would
+  // be parsed as the next request on the same keep-alive connection. Refuse such
+  // a request and close the connection.
+  server_->set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    const bool bodiless = req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS";
+    const bool has_body = req.has_header("Transfer-Encoding") ||
+                          (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
+    if (!bodiless || !has_body) return httplib::Server::HandlerResponse::Unhandled;
+    res.set_header("Connection", "close");
+    send_json(res, 400, {{"error", "bad_request"}, {"detail", req.method + " requests carry no body"}});
+    return httplib::Server::HandlerResponse::Handled;
+  });
+
   server_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
     if (res.status == 413)

@@ -157,7 +157,7 @@ def test_bad_patch_is_rejected(svc, label, body, status, field):
 @pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
 def test_invalid_uuid_in_path_is_400(svc, method):
     """Test whether a path id that is not a UUID answers 400 naming the id."""
-    r = svc.request(method, "/devices/12345", json={"name": "x"})
+    r = svc.request(method, "/devices/12345", json=None if method == "GET" else {"name": "x"})
     assert r.status_code == 400 and r.json()["field"] == "id"
 
 
@@ -208,3 +208,19 @@ def test_twenty_concurrent_registrations_give_one_201(svc):
     winner = next(r.json()["id"] for r in responses if r.status_code == 201)
     assert all(r.json()["id"] == winner for r in responses if r.status_code == 409)
     assert psql_value(svc.database_url, "SELECT count(*) FROM devices WHERE hardware_id = 'race-1'") == "1"
+
+
+def test_get_with_a_body_cannot_smuggle_a_request(svc):
+    """Test whether a GET carrying a body is refused and its connection closed, so the body is never parsed as a request."""
+    import socket
+    with socket.create_connection(("127.0.0.1", svc.port), timeout=5) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 45\r\n\r\n"
+                  b"DELETE /devices/" + svc.device["id"].encode()[:29] + b"")
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400") and data.count(b"HTTP/1.1") == 1
+    assert svc.get(f"/devices/{svc.device['id']}").status_code == 200
