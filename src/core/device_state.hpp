@@ -46,6 +46,8 @@ struct DeviceState {
   TimePoint last_frequency_log{};
   // Per-device override of the service's offline_after.
   std::optional<Seconds> offline_after;
+  // When a status document with a fresh last_seen was last published.
+  TimePoint status_refreshed{};
   // Highest presence `session` seen in a birth; -1 when none.
   std::int64_t presence_session = -1;
 

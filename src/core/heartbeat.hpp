@@ -18,6 +18,14 @@ struct HeartbeatOutcome {
 
 HeartbeatOutcome apply_heartbeat(const DeviceState& state, bool reports_error, TimePoint now);
 
+// Retained status documents carry last_seen. A device whose status does not
+// change still gets its document refreshed, at most once per interval, so that a
+// dashboard built from retained messages shows a true "last seen".
+inline constexpr Seconds status_refresh_interval{30};
+inline bool status_refresh_due(TimePoint last_refresh, TimePoint now) {
+  return now - last_refresh >= status_refresh_interval;
+}
+
 inline constexpr std::string_view frequency_warning_text =
     "heartbeats are more frequent than every 10 seconds; send them every 30-60 seconds";
 

@@ -27,7 +27,7 @@ bool allow_log(std::mutex& m, TimePoint& last, TimePoint now) {
 }  // namespace
 
 struct Fleet::Event {
-  enum class Kind { heartbeat, presence, registered, patch, removed, broker_connected } kind;
+  enum class Kind { heartbeat, presence, registered, patch, removed, broker_connected, refresh } kind;
   DeviceId id{};
   Transport transport = Transport::mqtt;
   bool reports_error = false;
@@ -40,6 +40,7 @@ struct Fleet::Event {
   std::shared_ptr<PatchJob> patch = {};
   core::DeviceState registered_state{};
   store::StoredStatus registered_status{};
+  std::vector<store::StoredStatus> refreshed = {};  // kind refresh: documents with a fresh last_seen
   int attempts = 0;
   TimePoint not_before{};
 };
@@ -391,6 +392,22 @@ void Fleet::handle(Event& event, Batch& batch, TimePoint now) {
       if (publisher_) publisher_->clear_device(event.id);
       break;
     }
+    case Event::Kind::refresh: {
+      // Published by the owner, and only if the status is still the one read by
+      // the flush: a transition stored meanwhile has been (or will be) published
+      // after this and must not be overwritten by an older document.
+      std::vector<const store::StoredStatus*> current;
+      {
+        std::shared_lock lock(registry_mutex_);
+        for (const auto& doc : event.refreshed)
+          if (auto it = registry_.find(doc.document.device_id);
+              it != registry_.end() && it->second.status() == doc.document.status && !batch.index.count(doc.document.device_id))
+            current.push_back(&doc);
+      }
+      if (publisher_)
+        for (const auto* doc : current) publisher_->publish_status(*doc);
+      break;
+    }
     case Event::Kind::broker_connected:
       commit(batch);
       republish_outbox();
@@ -425,7 +442,12 @@ void Fleet::handle_heartbeat(Event& event, Batch& batch, TimePoint now) {
     return;
   }
   const core::DeviceState before = it->second;
-  const auto decided = core::apply_heartbeat(before, event.reports_error, now);
+  auto decided = core::apply_heartbeat(before, event.reports_error, now);
+  bool refresh = false;
+  if (decided.outcome.transition || core::status_refresh_due(before.status_refreshed, now)) {
+    decided.outcome.next.status_refreshed = now;
+    refresh = !decided.outcome.transition;
+  }
   it->second = decided.outcome.next;
   lock.unlock();
   ++metrics_.heartbeats[static_cast<std::size_t>(event.transport)];
@@ -442,7 +464,9 @@ void Fleet::handle_heartbeat(Event& event, Batch& batch, TimePoint now) {
   }
   {
     std::lock_guard flush_lock(flush_mutex_);
-    pending_seen_[event.id] = now;
+    auto& seen = pending_seen_[event.id];
+    seen.at = now;
+    seen.refresh = seen.refresh || refresh;
   }
   if (event.heartbeat_reply)
     event.heartbeat_reply->set_value(
@@ -472,7 +496,7 @@ void Fleet::handle_presence(Event& event, Batch& batch, TimePoint now) {
     add_write(batch, event.id, before, outcome, &event);
   } else if (event.presence.kind == core::PresenceKind::birth) {
     std::lock_guard flush_lock(flush_mutex_);
-    pending_seen_[event.id] = now;
+    pending_seen_[event.id].at = now;
   }
 }
 
@@ -606,7 +630,7 @@ void Fleet::republish_outbox() {
 // --- the flusher thread -----------------------------------------------------------
 
 void Fleet::flusher_loop() {
-  std::unordered_map<DeviceId, TimePoint, core::DeviceIdHash> seen;
+  std::unordered_map<DeviceId, PendingSeen, core::DeviceIdHash> seen;
   std::vector<std::pair<DeviceId, std::int64_t>> acks;
   std::vector<std::pair<DeviceId, core::HeartbeatRequest>> attributes;
   TimePoint last_error_log{};
@@ -617,9 +641,10 @@ void Fleet::flusher_loop() {
       std::unique_lock lock(flush_mutex_);
       flush_cv_.wait_for(lock, options_.flush_interval, [&] { return flusher_stopping_; });
       stopping = flusher_stopping_;
-      for (auto& [id, t] : pending_seen_) {
+      for (auto& [id, update] : pending_seen_) {
         auto& slot = seen[id];
-        slot = std::max(slot, t);
+        slot.at = std::max(slot.at, update.at);
+        slot.refresh = slot.refresh || update.refresh;
       }
       pending_seen_.clear();
       acks.insert(acks.end(), pending_acks_.begin(), pending_acks_.end());
@@ -631,10 +656,17 @@ void Fleet::flusher_loop() {
     const TimePoint now = clock_();
     bool failed = false;
     if (!seen.empty()) {
-      std::vector<std::pair<DeviceId, TimePoint>> rows(seen.begin(), seen.end());
+      std::vector<store::DeviceStore::SeenUpdate> rows;
+      rows.reserve(seen.size());
+      for (const auto& [id, update] : seen) rows.push_back({id, update.at, update.refresh});
       const auto started = std::chrono::steady_clock::now();
       auto written = store_.flush_last_seen(rows);
       if (written) {
+        if (!written->empty()) {
+          Event refresh{Event::Kind::refresh};
+          refresh.refreshed = std::move(written.value());
+          post(std::move(refresh));
+        }
         ++metrics_.flushes;
         metrics_.flushed_rows += rows.size();
         metrics_.last_flush_rows = rows.size();

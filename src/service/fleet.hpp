@@ -175,7 +175,11 @@ class Fleet {
 
   std::mutex flush_mutex_;
   std::condition_variable flush_cv_;
-  std::unordered_map<DeviceId, TimePoint, core::DeviceIdHash> pending_seen_;
+  struct PendingSeen {
+    TimePoint at;
+    bool refresh = false;  // also republish the status document with this last_seen
+  };
+  std::unordered_map<DeviceId, PendingSeen, core::DeviceIdHash> pending_seen_;
   std::vector<std::pair<DeviceId, std::int64_t>> pending_acks_;
   std::vector<std::pair<DeviceId, core::HeartbeatRequest>> pending_attributes_;
   bool flusher_stopping_ = false;

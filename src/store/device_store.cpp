@@ -122,9 +122,15 @@ void DeviceStore::prepare_statements(pqxx::connection& c) {
             " ON CONFLICT (device_id) DO UPDATE SET salt = excluded.salt, password_hash = excluded.password_hash,"
             " rotated_at = excluded.created_at");
   c.prepare("flush_last_seen",
-            "UPDATE devices d SET last_seen = to_timestamp(u.ms / 1000.0)"
-            " FROM unnest($1::uuid[], $2::bigint[]) AS u(id, ms)"
-            " WHERE d.id = u.id AND d.last_seen < to_timestamp(u.ms / 1000.0)");
+            "WITH upd AS ("
+            " UPDATE devices d SET last_seen = to_timestamp(u.ms / 1000.0)"
+            " FROM unnest($1::uuid[], $2::bigint[], $3::bool[]) AS u(id, ms, refresh)"
+            " WHERE d.id = u.id AND d.last_seen < to_timestamp(u.ms / 1000.0)"
+            " RETURNING d.id, d.name, d.device_type, d.hardware_id, d.status, u.ms,"
+            "  (extract(epoch from d.status_changed_at) * 1000)::bigint AS changed_ms, d.status_reason,"
+            "  d.status_seq, u.refresh)"
+            " SELECT id::text, name, device_type, hardware_id, status, ms, changed_ms, status_reason, status_seq"
+            " FROM upd WHERE refresh");
   c.prepare("write_states",
             "WITH input AS ("
             " SELECT * FROM unnest($1::uuid[], $2::bool[], $3::bool[], $4::bool[], $5::text[], $6::bigint[],"
@@ -332,18 +338,22 @@ Result<std::vector<StoredStatus>> DeviceStore::write_states(const std::vector<St
   });
 }
 
-Result<std::size_t> DeviceStore::flush_last_seen(const std::vector<std::pair<DeviceId, TimePoint>>& seen) {
-  if (seen.empty()) return std::size_t{0};
-  return guarded("flush_last_seen", [&](pqxx::connection& c) -> Result<std::size_t> {
-    ArrayLiteral ids, ms;
-    for (const auto& [id, t] : seen) {
-      ids.add(id.to_string());
-      ms.add(to_ms(t));
+Result<std::vector<StoredStatus>> DeviceStore::flush_last_seen(const std::vector<SeenUpdate>& seen) {
+  if (seen.empty()) return std::vector<StoredStatus>{};
+  return guarded("flush_last_seen", [&](pqxx::connection& c) -> Result<std::vector<StoredStatus>> {
+    ArrayLiteral ids, ms, refresh;
+    for (const auto& s : seen) {
+      ids.add(s.id.to_string());
+      ms.add(to_ms(s.at));
+      refresh.add_bool(s.refresh);
     }
     pqxx::work tx(c);
-    auto result = tx.exec_prepared("flush_last_seen", ids.str(), ms.str());
+    auto rows = tx.exec_prepared("flush_last_seen", ids.str(), ms.str(), refresh.str());
     tx.commit();
-    return static_cast<std::size_t>(result.affected_rows());
+    std::vector<StoredStatus> refreshed;
+    refreshed.reserve(rows.size());
+    for (const auto& row : rows) refreshed.push_back(to_stored_status(row));
+    return refreshed;
   });
 }
 

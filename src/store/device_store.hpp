@@ -95,7 +95,13 @@ class DeviceStore {
   // longer exist are skipped. Returns the stored transitions, in batch order.
   Result<std::vector<StoredStatus>> write_states(const std::vector<StateWrite>& batch);
   // Coalesced last_seen refreshes, one statement; never moves last_seen back.
-  Result<std::size_t> flush_last_seen(const std::vector<std::pair<DeviceId, TimePoint>>& seen);
+  // Returns the current status of the rows asked to `refresh` their document.
+  struct SeenUpdate {
+    DeviceId id;
+    TimePoint at;
+    bool refresh = false;
+  };
+  Result<std::vector<StoredStatus>> flush_last_seen(const std::vector<SeenUpdate>& seen);
   // Attribute updates of a heartbeat (firmware_version, ip_address, metadata).
   Result<core::Done> update_heartbeat_attributes(const DeviceId& id, const core::HeartbeatRequest& h, TimePoint now);
   // An administrator's PATCH: attributes and (optionally) a state change with its
