@@ -1,4 +1,12 @@
 // Paho wiring, topic dispatch, registration replies and status publishing.
+//
+// A note on flow control: Paho C 1.3.12 (Debian 12) lets at most the broker's
+// Receive Maximum of QoS 1 messages wait for a PUBACK (Mosquitto's default is 20),
+// queues the rest, and does not wake its send thread when a PUBACK frees a slot:
+// the queued messages wait up to a second (fixed upstream in 1.4, paho.mqtt.c
+// #1457). Its command queue also refuses more than max_buffered_messages. So this
+// adapter keeps its own queue, sends no more than the Receive Maximum at a time,
+// and sends the next message from the PUBACK callback.
 #include "mqtt/mqtt_link.hpp"
 
 #include <chrono>
@@ -26,30 +34,53 @@ struct PublishedStatus {
 // outbox; the user context of each publish carries (id, seq).
 class MqttLink::AckListener : public mqtt::iaction_listener {
  public:
-  explicit AckListener(service::Fleet& fleet) : fleet_(fleet) {}
+  AckListener(MqttLink& link, service::Fleet& fleet) : link_(link), fleet_(fleet) {}
   void on_success(const mqtt::token& tok) override {
     std::unique_ptr<PublishedStatus> status(static_cast<PublishedStatus*>(tok.get_user_context()));
     if (status) fleet_.status_acked(status->id, status->seq);
+    link_.acknowledged();
   }
   void on_failure(const mqtt::token& tok) override {
     // Left unacknowledged: the outbox republishes it after the next connect.
     delete static_cast<PublishedStatus*>(tok.get_user_context());
+    link_.acknowledged();
   }
 
  private:
+  MqttLink& link_;
   service::Fleet& fleet_;
+};
+
+// Marks the link ready once the broker has confirmed every subscription.
+class MqttLink::SubscribeListener : public mqtt::iaction_listener {
+ public:
+  explicit SubscribeListener(MqttLink& link) : link_(link) {}
+  void on_success(const mqtt::token&) override {
+    if (--link_.pending_subscriptions_ == 0) {
+      link_.subscribed_ = true;
+      link_.metrics_.mqtt_connected = 1;
+    }
+  }
+  void on_failure(const mqtt::token& tok) override {
+    service::log_error("mqtt_subscribe_refused", {{"reason_code", std::to_string(tok.get_reason_code())}});
+  }
+
+ private:
+  MqttLink& link_;
 };
 
 MqttLink::MqttLink(const core::Config& config, service::Fleet& fleet, service::Metrics& metrics)
     : config_(config), fleet_(fleet), metrics_(metrics), topics_(config.topic_prefix),
-      acks_(std::make_unique<AckListener>(fleet)) {
+      acks_(std::make_unique<AckListener>(*this, fleet)),
+      subscribed_listener_(std::make_unique<SubscribeListener>(*this)) {
   client_ = std::make_unique<mqtt::async_client>(config_.mqtt_url, config_.mqtt_client_id,
-                                                 mqtt::create_options(MQTTVERSION_5));
+                                                 mqtt::create_options(MQTTVERSION_5, 1000000));
   if (config_.secure) dynamic_security_ = std::make_unique<DynamicSecurity>(*client_, topics_);
   client_->set_message_callback([this](mqtt::const_message_ptr msg) { on_message(std::move(msg)); });
   client_->set_connected_handler([this](const std::string&) { on_connected(); });
   client_->set_connection_lost_handler([this](const std::string& cause) {
     connected_ = false;
+    subscribed_ = false;
     metrics_.mqtt_connected = 0;
     service::log_warn("mqtt_connection_lost", {{"cause", cause.empty() ? "unknown" : cause}});
   });
@@ -85,6 +116,12 @@ void MqttLink::connect_loop() {
     try {
       auto token = client_->connect(options);
       if (token->wait_for(std::chrono::seconds(10)) && client_->is_connected()) {
+        const auto& props = token->get_connect_response().get_properties();
+        if (props.contains(mqtt::property::RECEIVE_MAXIMUM)) {
+          std::lock_guard lock(out_mutex_);
+          inflight_limit_ = std::max(1, mqtt::get<int>(props, mqtt::property::RECEIVE_MAXIMUM));
+        }
+        service::log_info("mqtt_flow_control", {{"receive_maximum", std::to_string(inflight_limit_)}});
         if (dynamic_security_) prepare_secure_mode();
         return;
       }
@@ -128,7 +165,13 @@ void MqttLink::prepare_secure_mode() {
 void MqttLink::on_connected() {
   // Called on Paho's thread for the first connection and every automatic reconnect.
   connected_ = true;
-  metrics_.mqtt_connected = 1;
+  subscribed_ = false;
+  std::deque<std::pair<mqtt::const_message_ptr, void*>> queued;
+  {
+    std::lock_guard lock(out_mutex_);
+    inflight_ = 0;  // what was in flight was resent by Paho's session or failed
+    queued.swap(out_queue_);
+  }
   if (connections_++ > 0) ++metrics_.mqtt_reconnects;
   service::log_info("mqtt_connected", {{"url", core::redact_url(config_.mqtt_url)},
                                        {"client_id", config_.mqtt_client_id}});
@@ -137,12 +180,15 @@ void MqttLink::on_connected() {
     // per-filter v5 options crashes in MQTTAsync_subscribeMany.
     if (dynamic_security_) client_->subscribe(DynamicSecurity::response_topic, 1);
     const mqtt::subscribe_options options(false, false, mqtt::subscribe_options::SEND_RETAINED_ON_NEW);
-    for (const auto& filter : topics_.subscriptions()) client_->subscribe(filter, 1, options);
+    const auto filters = topics_.subscriptions();
+    pending_subscriptions_ = static_cast<int>(filters.size());
+    for (const auto& filter : filters) client_->subscribe(filter, 1, nullptr, *subscribed_listener_, options);
     const auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
     publish(topics_.fleet_status(), core::fleet_status_json(true, now), true);
   } catch (const mqtt::exception& e) {
     service::log_error("mqtt_subscribe_failed", {{"error", e.what()}});
   }
+  for (auto& [msg, context] : queued) send(std::move(msg), context);
   fleet_.broker_connected();
 }
 
@@ -190,7 +236,9 @@ void MqttLink::on_message(mqtt::const_message_ptr msg) {
       return dynamic_security_->on_response(msg->get_payload_str());
     const auto parsed = topics_.parse(topic);
     const std::string& payload = msg->get_payload_str();
-    if (payload.size() > core::max_body_bytes) return reject(Rejection::too_large, topic, "payload over 65536 bytes");
+    // Registrations get an error reply for an oversized payload too (registration_loop).
+    if (payload.size() > core::max_body_bytes && parsed.kind != core::Topics::Kind::register_request)
+      return reject(Rejection::too_large, topic, "payload over 65536 bytes");
     switch (parsed.kind) {
       case core::Topics::Kind::heartbeat: return handle_heartbeat(parsed.level, payload);
       case core::Topics::Kind::presence: return handle_presence(parsed.level, payload);
@@ -296,29 +344,60 @@ void MqttLink::reply(const RegistrationJob& job, const std::string& payload) {
     if (job.has_correlation) props.add({mqtt::property::CORRELATION_DATA, job.correlation});
     auto msg = mqtt::message_ptr_builder().topic(job.reply_topic).payload(payload).qos(1).retained(false)
                    .properties(std::move(props)).finalize();
-    client_->publish(msg);
+    send(msg, nullptr);
   } catch (const mqtt::exception& e) {
     service::log_warn("mqtt_reply_failed", {{"topic", job.reply_topic}, {"error", e.what()}});
   }
 }
 
-void MqttLink::publish(const std::string& topic, const std::string& payload, bool retained) {
-  try {
-    client_->publish(mqtt::make_message(topic, payload, 1, retained));
-  } catch (const mqtt::exception&) {
-    // Not connected: retained state is republished after the next connect.
+void MqttLink::send(mqtt::const_message_ptr msg, void* context) {
+  {
+    std::lock_guard lock(out_mutex_);
+    if (inflight_ >= inflight_limit_ || !out_queue_.empty()) {
+      out_queue_.emplace_back(std::move(msg), context);
+      return;
+    }
+    ++inflight_;
   }
-}
-
-void MqttLink::publish_status(const store::StoredStatus& status) {
-  auto msg = mqtt::make_message(topics_.status(status.document.device_id),
-                                core::status_document_json(status.document), 1, true);
-  auto* context = new PublishedStatus{status.document.device_id, status.seq};
   try {
     client_->publish(msg, context, *acks_);
   } catch (const mqtt::exception&) {
-    delete context;  // stays in the outbox; republished after the next connect
+    // Not connected: statuses stay in the outbox and are republished after the
+    // next connect; summaries and fleet status are republished on connect too.
+    delete static_cast<PublishedStatus*>(context);
+    std::lock_guard lock(out_mutex_);
+    --inflight_;
   }
+}
+
+void MqttLink::acknowledged() {
+  // On Paho's callback thread: a slot is free, send the next queued message.
+  std::pair<mqtt::const_message_ptr, void*> next;
+  {
+    std::lock_guard lock(out_mutex_);
+    if (inflight_ > 0) --inflight_;
+    if (out_queue_.empty() || inflight_ >= inflight_limit_) return;
+    next = std::move(out_queue_.front());
+    out_queue_.pop_front();
+    ++inflight_;
+  }
+  try {
+    client_->publish(next.first, next.second, *acks_);
+  } catch (const mqtt::exception&) {
+    delete static_cast<PublishedStatus*>(next.second);
+    std::lock_guard lock(out_mutex_);
+    --inflight_;
+  }
+}
+
+void MqttLink::publish(const std::string& topic, const std::string& payload, bool retained) {
+  send(mqtt::make_message(topic, payload, 1, retained), nullptr);
+}
+
+void MqttLink::publish_status(const store::StoredStatus& status) {
+  send(mqtt::make_message(topics_.status(status.document.device_id), core::status_document_json(status.document), 1,
+                          true),
+       new PublishedStatus{status.document.device_id, status.seq});
 }
 
 void MqttLink::clear_device(const core::DeviceId& id) {

@@ -33,7 +33,8 @@ class MqttLink : public service::StatusPublisher {
   void start();
   // Publishes the fleet's offline status and disconnects cleanly.
   void stop();
-  bool connected() const { return connected_; }
+  // Connected and subscribed (the broker confirmed every subscription).
+  bool connected() const { return connected_ && subscribed_; }
   // Secure mode: per-device broker accounts (null in open mode).
   service::DeviceAccess* device_access() { return dynamic_security_.get(); }
 
@@ -50,6 +51,7 @@ class MqttLink : public service::StatusPublisher {
     bool has_correlation = false;
   };
   class AckListener;
+  class SubscribeListener;
 
   void connect_loop();
   void on_connected();
@@ -62,6 +64,10 @@ class MqttLink : public service::StatusPublisher {
   void reply(const RegistrationJob& job, const std::string& payload);
   void reject(service::Rejection why, std::string_view topic, std::string_view detail);
   void publish(const std::string& topic, const std::string& payload, bool retained);
+  // Every QoS 1 publish goes through here: at most `inflight_limit_` wait for
+  // their PUBACK; the rest queue here (see "A note on flow control").
+  void send(mqtt::const_message_ptr msg, void* context);
+  void acknowledged();
 
   const core::Config& config_;
   service::Fleet& fleet_;
@@ -71,6 +77,9 @@ class MqttLink : public service::StatusPublisher {
   std::unique_ptr<AckListener> acks_;
   std::unique_ptr<DynamicSecurity> dynamic_security_;
   std::atomic<bool> connected_{false};
+  std::atomic<bool> subscribed_{false};
+  std::atomic<int> pending_subscriptions_{0};
+  std::unique_ptr<SubscribeListener> subscribed_listener_;
   std::atomic<bool> stopping_{false};
   std::atomic<int> connections_{0};
   std::thread connector_;
@@ -79,6 +88,11 @@ class MqttLink : public service::StatusPublisher {
   std::condition_variable registrations_cv_;
   std::deque<RegistrationJob> registrations_;
   std::thread registrar_;
+
+  std::mutex out_mutex_;
+  std::deque<std::pair<mqtt::const_message_ptr, void*>> out_queue_;
+  int inflight_ = 0;
+  int inflight_limit_ = 65535;
 
   std::mutex log_mutex_;
   std::array<std::chrono::steady_clock::time_point, 8> last_rejection_log_{};

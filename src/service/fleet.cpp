@@ -496,7 +496,9 @@ void Fleet::handle_presence(Event& event, Batch& batch, TimePoint now) {
     add_write(batch, event.id, before, outcome, &event);
   } else if (event.presence.kind == core::PresenceKind::birth) {
     std::lock_guard flush_lock(flush_mutex_);
-    pending_seen_[event.id].at = now;
+    auto& seen = pending_seen_[event.id];
+    seen.at = now;
+    seen.presence_session = std::max(seen.presence_session, outcome.next.presence_session);
   }
 }
 
@@ -645,6 +647,7 @@ void Fleet::flusher_loop() {
         auto& slot = seen[id];
         slot.at = std::max(slot.at, update.at);
         slot.refresh = slot.refresh || update.refresh;
+        slot.presence_session = std::max(slot.presence_session, update.presence_session);
       }
       pending_seen_.clear();
       acks.insert(acks.end(), pending_acks_.begin(), pending_acks_.end());
@@ -658,7 +661,7 @@ void Fleet::flusher_loop() {
     if (!seen.empty()) {
       std::vector<store::DeviceStore::SeenUpdate> rows;
       rows.reserve(seen.size());
-      for (const auto& [id, update] : seen) rows.push_back({id, update.at, update.refresh});
+      for (const auto& [id, update] : seen) rows.push_back({id, update.at, update.refresh, update.presence_session});
       const auto started = std::chrono::steady_clock::now();
       auto written = store_.flush_last_seen(rows);
       if (written) {

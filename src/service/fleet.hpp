@@ -178,6 +178,7 @@ class Fleet {
   struct PendingSeen {
     TimePoint at;
     bool refresh = false;  // also republish the status document with this last_seen
+    std::int64_t presence_session = -1;
   };
   std::unordered_map<DeviceId, PendingSeen, core::DeviceIdHash> pending_seen_;
   std::vector<std::pair<DeviceId, std::int64_t>> pending_acks_;

@@ -4,9 +4,15 @@
 // A note on parameters: batches travel as Postgres array literals of uuids,
 // booleans and epoch milliseconds (built here, no user text inside), unnested
 // server-side, so a batch of any size is one statement and one round trip.
+//
+// A note on locking: the batched statements (transitions, last_seen flushes,
+// outbox acks) run concurrently on different connections and touch overlapping
+// rows. Each first locks its rows in id order (the `locked` CTE), so two batches
+// never wait on each other in a cycle (no deadlocks).
 #include "store/device_store.hpp"
 
 #include <sstream>
+#include <unordered_map>
 
 namespace maestra::store {
 
@@ -122,10 +128,14 @@ void DeviceStore::prepare_statements(pqxx::connection& c) {
             " ON CONFLICT (device_id) DO UPDATE SET salt = excluded.salt, password_hash = excluded.password_hash,"
             " rotated_at = excluded.created_at");
   c.prepare("flush_last_seen",
-            "WITH upd AS ("
-            " UPDATE devices d SET last_seen = to_timestamp(u.ms / 1000.0)"
-            " FROM unnest($1::uuid[], $2::bigint[], $3::bool[]) AS u(id, ms, refresh)"
-            " WHERE d.id = u.id AND d.last_seen < to_timestamp(u.ms / 1000.0)"
+            "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bool[], $4::bigint[])"
+            "  AS u(id, ms, refresh, session)),"
+            " locked AS (SELECT d.id FROM devices d JOIN u ON d.id = u.id ORDER BY d.id FOR UPDATE OF d),"
+            " upd AS ("
+            " UPDATE devices d SET last_seen = GREATEST(d.last_seen, to_timestamp(u.ms / 1000.0)),"
+            "  presence_session = GREATEST(d.presence_session, u.session)"
+            " FROM u WHERE d.id = u.id AND d.id IN (SELECT id FROM locked)"
+            "  AND (d.last_seen < to_timestamp(u.ms / 1000.0) OR d.presence_session < u.session)"
             " RETURNING d.id, d.name, d.device_type, d.hardware_id, d.status, u.ms,"
             "  (extract(epoch from d.status_changed_at) * 1000)::bigint AS changed_ms, d.status_reason,"
             "  d.status_seq, u.refresh)"
@@ -134,19 +144,21 @@ void DeviceStore::prepare_statements(pqxx::connection& c) {
   c.prepare("write_states",
             "WITH input AS ("
             " SELECT * FROM unnest($1::uuid[], $2::bool[], $3::bool[], $4::bool[], $5::text[], $6::bigint[],"
-            "  $7::text[], $8::text[], $9::bigint[], $10::int[], $11::int[])"
+            "  $7::text[], $8::text[], $9::bigint[], $10::int[], $11::int[], $12::bigint[])"
             "  AS u(id, connected, reported_error, maintenance, status, last_seen_ms, reason, from_status, at_ms,"
-            "       offline_after, ord)),"
+            "       offline_after, ord, session)),"
+            " locked AS (SELECT d.id FROM devices d JOIN input u ON d.id = u.id ORDER BY d.id FOR UPDATE OF d),"
             " upd AS ("
             " UPDATE devices d SET connected = u.connected, reported_error = u.reported_error,"
             "  maintenance = u.maintenance, status = u.status, offline_after = u.offline_after,"
+            "  presence_session = GREATEST(d.presence_session, u.session),"
             "  last_seen = GREATEST(d.last_seen, to_timestamp(u.last_seen_ms / 1000.0)),"
             "  status_changed_at = CASE WHEN u.reason IS NULL THEN d.status_changed_at"
             "                      ELSE to_timestamp(u.at_ms / 1000.0) END,"
             "  status_reason = COALESCE(u.reason, d.status_reason),"
             "  status_seq = d.status_seq + CASE WHEN u.reason IS NULL THEN 0 ELSE 1 END,"
             "  updated_at = to_timestamp(u.at_ms / 1000.0)"
-            " FROM input u WHERE d.id = u.id"
+            " FROM input u WHERE d.id = u.id AND d.id IN (SELECT id FROM locked)"
             " RETURNING d.id, d.name, d.device_type, d.hardware_id, d.status,"
             "  (extract(epoch from d.last_seen) * 1000)::bigint AS last_seen_ms,"
             "  (extract(epoch from d.status_changed_at) * 1000)::bigint AS changed_ms, d.status_reason,"
@@ -156,8 +168,10 @@ void DeviceStore::prepare_statements(pqxx::connection& c) {
             " SELECT id::text, name, device_type, hardware_id, status, last_seen_ms, changed_ms, status_reason,"
             "  status_seq FROM upd WHERE transitioned ORDER BY ord");
   c.prepare("mark_published",
-            "UPDATE devices d SET published_seq = u.seq FROM unnest($1::uuid[], $2::bigint[]) AS u(id, seq)"
-            " WHERE d.id = u.id AND d.published_seq < u.seq");
+            "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::bigint[]) AS u(id, seq)),"
+            " locked AS (SELECT d.id FROM devices d JOIN u ON d.id = u.id ORDER BY d.id FOR UPDATE OF d)"
+            " UPDATE devices d SET published_seq = u.seq FROM u"
+            " WHERE d.id = u.id AND d.id IN (SELECT id FROM locked) AND d.published_seq < u.seq");
   c.prepare("unpublished",
             "SELECT id::text, name, device_type, hardware_id, status,"
             " (extract(epoch from last_seen) * 1000)::bigint, (extract(epoch from status_changed_at) * 1000)::bigint,"
@@ -299,7 +313,8 @@ Result<std::string> DeviceStore::remove(const DeviceId& id) {
 Result<std::vector<StoredStatus>> DeviceStore::write_states(const std::vector<StateWrite>& batch) {
   if (batch.empty()) return std::vector<StoredStatus>{};
   return guarded("write_states", [&](pqxx::connection& c) -> Result<std::vector<StoredStatus>> {
-    ArrayLiteral ids, connected, reported_error, maintenance, status, last_seen, reason, from, at, offline_after, ord;
+    ArrayLiteral ids, connected, reported_error, maintenance, status, last_seen, reason, from, at, offline_after, ord,
+        session;
     for (std::size_t i = 0; i < batch.size(); ++i) {
       const auto& w = batch[i];
       ids.add(w.id.to_string());
@@ -325,11 +340,12 @@ Result<std::vector<StoredStatus>> DeviceStore::write_states(const std::vector<St
       else
         offline_after.add_null();
       ord.add(static_cast<std::int64_t>(i));
+      session.add(w.state.presence_session);
     }
     pqxx::work tx(c);
     auto rows = tx.exec_prepared("write_states", ids.str(), connected.str(), reported_error.str(), maintenance.str(),
                                  status.str(), last_seen.str(), reason.str(), from.str(), at.str(),
-                                 offline_after.str(), ord.str());
+                                 offline_after.str(), ord.str(), session.str());
     tx.commit();
     std::vector<StoredStatus> stored;
     stored.reserve(rows.size());
@@ -341,14 +357,15 @@ Result<std::vector<StoredStatus>> DeviceStore::write_states(const std::vector<St
 Result<std::vector<StoredStatus>> DeviceStore::flush_last_seen(const std::vector<SeenUpdate>& seen) {
   if (seen.empty()) return std::vector<StoredStatus>{};
   return guarded("flush_last_seen", [&](pqxx::connection& c) -> Result<std::vector<StoredStatus>> {
-    ArrayLiteral ids, ms, refresh;
+    ArrayLiteral ids, ms, refresh, session;
     for (const auto& s : seen) {
       ids.add(s.id.to_string());
       ms.add(to_ms(s.at));
       refresh.add_bool(s.refresh);
+      session.add(s.presence_session);
     }
     pqxx::work tx(c);
-    auto rows = tx.exec_prepared("flush_last_seen", ids.str(), ms.str(), refresh.str());
+    auto rows = tx.exec_prepared("flush_last_seen", ids.str(), ms.str(), refresh.str(), session.str());
     tx.commit();
     std::vector<StoredStatus> refreshed;
     refreshed.reserve(rows.size());
@@ -430,7 +447,7 @@ Result<std::size_t> DeviceStore::load_states(const std::function<void(const std:
     pqxx::work tx(c);
     tx.exec(
         "DECLARE load_states NO SCROLL CURSOR FOR SELECT id::text, connected, reported_error, maintenance,"
-        " (extract(epoch from last_seen) * 1000)::bigint, offline_after FROM devices");
+        " (extract(epoch from last_seen) * 1000)::bigint, offline_after, presence_session FROM devices");
     std::size_t total = 0;
     while (true) {
       auto rows = tx.exec("FETCH 50000 FROM load_states");
@@ -445,6 +462,7 @@ Result<std::size_t> DeviceStore::load_states(const std::function<void(const std:
         d.state.maintenance = row[3].as<bool>();
         d.state.last_seen = from_ms(row[4].as<std::int64_t>());
         if (!row[5].is_null()) d.state.offline_after = core::Seconds{row[5].as<std::int64_t>()};
+        d.state.presence_session = row[6].as<std::int64_t>();
         devices.push_back(d);
       }
       total += devices.size();
@@ -467,9 +485,15 @@ Result<std::vector<StoredStatus>> DeviceStore::unpublished(std::size_t limit) {
 
 Result<core::Done> DeviceStore::mark_published(const std::vector<std::pair<DeviceId, std::int64_t>>& acked) {
   if (acked.empty()) return core::Done{};
+  // One row per device (an UPDATE ... FROM applies only one of duplicate ids): the highest seq.
+  std::unordered_map<DeviceId, std::int64_t, core::DeviceIdHash> highest;
+  for (const auto& [id, seq] : acked) {
+    auto& slot = highest[id];
+    slot = std::max(slot, seq);
+  }
   return guarded("mark_published", [&](pqxx::connection& c) -> Result<core::Done> {
     ArrayLiteral ids, seqs;
-    for (const auto& [id, seq] : acked) {
+    for (const auto& [id, seq] : highest) {
       ids.add(id.to_string());
       seqs.add(seq);
     }

@@ -100,6 +100,7 @@ class DeviceStore {
     DeviceId id;
     TimePoint at;
     bool refresh = false;
+    std::int64_t presence_session = -1;  // a birth's session (never moves back)
   };
   Result<std::vector<StoredStatus>> flush_last_seen(const std::vector<SeenUpdate>& seen);
   // Attribute updates of a heartbeat (firmware_version, ip_address, metadata).
