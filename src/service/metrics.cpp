@@ -45,30 +45,41 @@ std::string Metrics::render_prometheus() const {
     sample(out, "maestra_status_transitions_total",
            "reason=\"" + std::string(core::to_string(static_cast<core::Reason>(i))) + "\"",
            static_cast<double>(transitions[i].load()));
-  family(out, "maestra_frequent_heartbeats_total", "counter", "Heartbeats closer than 10 s to the previous one.");
-  sample(out, "maestra_frequent_heartbeats_total", "", static_cast<double>(frequent_heartbeats.load()));
-  family(out, "maestra_last_seen_flushes_total", "counter", "Coalesced last_seen flushes written.");
-  sample(out, "maestra_last_seen_flushes_total", "", static_cast<double>(flushes.load()));
-  family(out, "maestra_last_seen_flushed_rows_total", "counter", "Rows written by coalesced last_seen flushes.");
-  sample(out, "maestra_last_seen_flushed_rows_total", "", static_cast<double>(flushed_rows.load()));
-  family(out, "maestra_last_seen_flush_seconds_total", "counter", "Time spent in last_seen flushes.");
-  sample(out, "maestra_last_seen_flush_seconds_total", "", static_cast<double>(flush_seconds_micros.load()) / 1e6);
-  family(out, "maestra_last_seen_last_flush_rows", "gauge", "Rows in the most recent last_seen flush.");
-  sample(out, "maestra_last_seen_last_flush_rows", "", static_cast<double>(last_flush_rows.load()));
-  family(out, "maestra_transition_batches_total", "counter", "Transactions that stored status transitions.");
-  sample(out, "maestra_transition_batches_total", "", static_cast<double>(transition_batches.load()));
-  family(out, "maestra_mqtt_connected", "gauge", "1 while the service is connected to the broker.");
-  sample(out, "maestra_mqtt_connected", "", mqtt_connected.load());
-  family(out, "maestra_mqtt_reconnects_total", "counter", "Connections to the broker after the first.");
-  sample(out, "maestra_mqtt_reconnects_total", "", static_cast<double>(mqtt_reconnects.load()));
-  family(out, "maestra_mqtt_messages_total", "counter", "MQTT messages received on subscribed topics.");
-  sample(out, "maestra_mqtt_messages_total", "", static_cast<double>(mqtt_messages.load()));
-  family(out, "maestra_status_published_total", "counter", "Retained status messages acknowledged by the broker.");
-  sample(out, "maestra_status_published_total", "", static_cast<double>(status_published.load()));
-  family(out, "maestra_database_errors_total", "counter", "Database operations that failed.");
-  sample(out, "maestra_database_errors_total", "", static_cast<double>(database_errors.load()));
-  family(out, "maestra_http_requests_total", "counter", "HTTP requests served.");
-  sample(out, "maestra_http_requests_total", "", static_cast<double>(http_requests.load()));
+  struct Single {
+    const char* name;
+    const char* type;
+    const char* help;
+    double value;
+  };
+  const Single singles[] = {
+      {"maestra_frequent_heartbeats_total", "counter", "Heartbeats closer than 10 s to the previous one.",
+       static_cast<double>(frequent_heartbeats.load())},
+      {"maestra_last_seen_flushes_total", "counter", "Coalesced last_seen flushes written.",
+       static_cast<double>(flushes.load())},
+      {"maestra_last_seen_flushed_rows_total", "counter", "Rows written by coalesced last_seen flushes.",
+       static_cast<double>(flushed_rows.load())},
+      {"maestra_last_seen_flush_seconds_total", "counter", "Time spent in last_seen flushes.",
+       static_cast<double>(flush_seconds_micros.load()) / 1e6},
+      {"maestra_last_seen_last_flush_rows", "gauge", "Rows in the most recent last_seen flush.",
+       static_cast<double>(last_flush_rows.load())},
+      {"maestra_transition_batches_total", "counter", "Transactions that stored status transitions.",
+       static_cast<double>(transition_batches.load())},
+      {"maestra_mqtt_connected", "gauge", "1 while the service is connected to the broker and subscribed.",
+       static_cast<double>(mqtt_connected.load())},
+      {"maestra_mqtt_reconnects_total", "counter", "Connections to the broker after the first.",
+       static_cast<double>(mqtt_reconnects.load())},
+      {"maestra_mqtt_messages_total", "counter", "MQTT messages received on subscribed topics.",
+       static_cast<double>(mqtt_messages.load())},
+      {"maestra_status_published_total", "counter", "Retained status messages acknowledged by the broker.",
+       static_cast<double>(status_published.load())},
+      {"maestra_database_errors_total", "counter", "Database operations that failed.",
+       static_cast<double>(database_errors.load())},
+      {"maestra_http_requests_total", "counter", "HTTP requests served.", static_cast<double>(http_requests.load())},
+  };
+  for (const auto& single : singles) {
+    family(out, single.name, single.type, single.help);
+    sample(out, single.name, "", single.value);
+  }
   return out;
 }
 
