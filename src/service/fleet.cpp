@@ -198,6 +198,8 @@ Result<HeartbeatReply> Fleet::heartbeat(const core::HeartbeatRequest& h, Transpo
     std::lock_guard lock(flush_mutex_);
     pending_attributes_.emplace_back(id, h);
   }
+  HeartbeatReply direct{};
+  if (heartbeat_in_place(id, h.reports_error, transport, clock_(), &direct)) return direct;
   Event e{Event::Kind::heartbeat};
   e.id = id;
   e.transport = transport;
@@ -211,14 +213,16 @@ Result<HeartbeatReply> Fleet::heartbeat(const core::HeartbeatRequest& h, Transpo
 }
 
 void Fleet::heartbeat_async(const DeviceId& id, core::HeartbeatRequest h) {
+  const bool reports_error = h.reports_error;
   if (h.updates_attributes()) {
     std::lock_guard lock(flush_mutex_);
     pending_attributes_.emplace_back(id, std::move(h));
   }
+  if (heartbeat_in_place(id, reports_error, Transport::mqtt, clock_(), nullptr)) return;
   Event e{Event::Kind::heartbeat};
   e.id = id;
   e.transport = Transport::mqtt;
-  e.reports_error = h.reports_error;
+  e.reports_error = reports_error;
   post(std::move(e));
 }
 
@@ -430,7 +434,45 @@ void Fleet::add_write(Batch& batch, const DeviceId& id, const core::DeviceState&
   batch.writes.push_back(std::move(w));
 }
 
+void Fleet::count_heartbeat(const DeviceId& id, Transport transport, const core::HeartbeatOutcome& decided) {
+  ++metrics_.heartbeats[static_cast<std::size_t>(transport)];
+  if (decided.too_frequent) ++metrics_.frequent_heartbeats;
+  if (decided.log_frequency)
+    log_warn("heartbeat_too_frequent", {{"device_id", id.to_string()},
+                                        {"transport", transport == Transport::mqtt ? "mqtt" : "http"},
+                                        {"advice", std::string(core::frequency_warning_text)}});
+}
+
+bool Fleet::heartbeat_in_place(const DeviceId& id, bool reports_error, Transport transport, TimePoint now,
+                               HeartbeatReply* reply) {
+  std::unique_lock lock(registry_mutex_);
+  auto it = registry_.find(id);
+  if (it == registry_.end()) return false;
+  const core::DeviceState before = it->second;
+  auto decided = core::apply_heartbeat(before, reports_error, now);
+  if (decided.outcome.changed || decided.outcome.transition) return false;  // the owner stores it
+  const bool refresh = core::status_refresh_due(before.status_refreshed, now);
+  if (refresh) decided.outcome.next.status_refreshed = now;
+  it->second = decided.outcome.next;
+  lock.unlock();
+  count_heartbeat(id, transport, decided);
+  {
+    std::lock_guard flush_lock(flush_mutex_);
+    auto& seen = pending_seen_[id];
+    seen.at = std::max(seen.at, now);
+    seen.refresh = seen.refresh || refresh;
+  }
+  if (reply) *reply = HeartbeatReply{id, decided.outcome.next.status(), decided.outcome.next.last_seen, decided.too_frequent};
+  return true;
+}
+
 void Fleet::handle_heartbeat(Event& event, Batch& batch, TimePoint now) {
+  HeartbeatReply direct{};
+  if (heartbeat_in_place(event.id, event.reports_error, event.transport, now, event.heartbeat_reply ? &direct : nullptr)) {
+    if (event.heartbeat_reply) event.heartbeat_reply->set_value(direct);
+    return;
+  }
+  // A heartbeat that changes what is stored (or names an unknown device).
   if (batch.index.count(event.id)) commit(batch);  // one write per device per transaction
   std::unique_lock lock(registry_mutex_);
   auto it = registry_.find(event.id);
@@ -443,34 +485,13 @@ void Fleet::handle_heartbeat(Event& event, Batch& batch, TimePoint now) {
   }
   const core::DeviceState before = it->second;
   auto decided = core::apply_heartbeat(before, event.reports_error, now);
-  bool refresh = false;
-  if (decided.outcome.transition || core::status_refresh_due(before.status_refreshed, now)) {
-    decided.outcome.next.status_refreshed = now;
-    refresh = !decided.outcome.transition;
-  }
+  decided.outcome.next.status_refreshed = now;  // the stored change is published with this last_seen
   it->second = decided.outcome.next;
   lock.unlock();
-  ++metrics_.heartbeats[static_cast<std::size_t>(event.transport)];
-  if (decided.too_frequent) ++metrics_.frequent_heartbeats;
-  if (decided.log_frequency)
-    log_warn("heartbeat_too_frequent", {{"device_id", event.id.to_string()},
-                                        {"transport", event.transport == Transport::mqtt ? "mqtt" : "http"},
-                                        {"advice", std::string(core::frequency_warning_text)}});
+  count_heartbeat(event.id, event.transport, decided);
   if (!before.connected) watch(event.id, decided.outcome.next);
-  if (decided.outcome.changed || decided.outcome.transition) {
-    add_write(batch, event.id, before, decided.outcome, &event);
-    batch.writes.back().too_frequent = decided.too_frequent;
-    return;
-  }
-  {
-    std::lock_guard flush_lock(flush_mutex_);
-    auto& seen = pending_seen_[event.id];
-    seen.at = now;
-    seen.refresh = seen.refresh || refresh;
-  }
-  if (event.heartbeat_reply)
-    event.heartbeat_reply->set_value(
-        HeartbeatReply{event.id, decided.outcome.next.status(), decided.outcome.next.last_seen, decided.too_frequent});
+  add_write(batch, event.id, before, decided.outcome, &event);
+  batch.writes.back().too_frequent = decided.too_frequent;
 }
 
 void Fleet::handle_presence(Event& event, Batch& batch, TimePoint now) {

@@ -139,6 +139,12 @@ class Fleet {
   void flusher_loop();
   void handle(Event& event, Batch& batch, TimePoint now);
   void handle_heartbeat(Event& event, Batch& batch, TimePoint now);
+  // The common case, on the caller's thread: a heartbeat that changes nothing
+  // stored is applied to the registry and coalesced at once. False when the
+  // owner must decide (a change to store, or an unknown device).
+  bool heartbeat_in_place(const DeviceId& id, bool reports_error, Transport transport, TimePoint now,
+                          HeartbeatReply* reply);
+  void count_heartbeat(const DeviceId& id, Transport transport, const core::HeartbeatOutcome& decided);
   void handle_presence(Event& event, Batch& batch, TimePoint now);
   void handle_patch(Event& event, Batch& batch, TimePoint now);
   void expire_due(Batch& batch, TimePoint now);
