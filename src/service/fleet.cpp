@@ -334,7 +334,7 @@ void Fleet::owner_loop() {
       if (!retries_.empty()) wake = std::min(wake, retries_.front().not_before);
       if (counts_dirty_) wake = std::min(wake, last_summary_ + summary_interval);
       if (queue_.empty() && !stopping_ && wake > now) {
-        // The queue has its own clock domain: convert the wake-up to steady time.
+        // A relative wait: a step of the wall clock cannot stall the owner.
         queue_cv_.wait_for(lock, wake - now);
       }
       events.swap(queue_);
