@@ -13,7 +13,9 @@ const std::vector<OptionSpec>& option_table() {
   static const std::vector<OptionSpec> table = {
       {"MAESTRA_HTTP_PORT", "--http-port", "8080", "HTTP port of the API and dashboard (0 picks a free port)"},
       {"MAESTRA_HTTP_HOST", "--http-host", "0.0.0.0", "address the HTTP server binds"},
-      {"MAESTRA_HTTP_THREADS", "--http-threads", "16", "HTTP worker threads"},
+      {"MAESTRA_HTTP_THREADS", "--http-threads", "64",
+       "HTTP worker threads; a keep-alive connection holds one while it is open, so keep this above the "
+       "number of concurrent clients"},
       {"MAESTRA_DATABASE_URL", "--database-url", "postgresql:///maestra", "Postgres connection URL"},
       {"MAESTRA_DATABASE_POOL", "--database-pool", "8", "Postgres connections for request handling"},
       {"MAESTRA_MQTT_URL", "--mqtt-url", "tcp://localhost:1883", "MQTT broker URL (tcp:// or ssl://)"},

@@ -16,7 +16,7 @@ namespace maestra::core {
 struct Config {
   std::string http_host = "0.0.0.0";
   int http_port = 8080;
-  int http_threads = 16;
+  int http_threads = 64;
   std::string database_url = "postgresql:///maestra";
   int database_pool = 8;
   std::string mqtt_url = "tcp://localhost:1883";

@@ -413,7 +413,10 @@ void HttpApi::install_routes() {
 int HttpApi::start() {
   server_->set_payload_max_length(core::max_body_bytes);
   server_->set_tcp_nodelay(true);
-  server_->set_keep_alive_max_count(100000);
+  // A connection gives its worker back after this many requests, so more
+  // clients than workers still take turns (cpp-httplib serves a keep-alive
+  // connection on one worker until it closes).
+  server_->set_keep_alive_max_count(1000);
   // An idle keep-alive connection holds a worker until this timeout, and
   // shutdown waits for the workers: keep it short.
   server_->set_keep_alive_timeout(2);

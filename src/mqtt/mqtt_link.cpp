@@ -86,7 +86,12 @@ MqttLink::MqttLink(const core::Config& config, service::Fleet& fleet, service::M
   });
 }
 
-MqttLink::~MqttLink() { stop(); }
+MqttLink::~MqttLink() {
+  stop();
+  // The client goes first: while it is destroyed Paho may still complete pending
+  // tokens, whose listeners (acks_, subscribed_listener_) must be alive then.
+  client_.reset();
+}
 
 void MqttLink::start() {
   registrar_ = std::thread([this] { registration_loop(); });

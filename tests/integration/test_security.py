@@ -101,13 +101,16 @@ def connect(broker, username=None, password=None, client_id=None, will=None, tls
 def stack(postgres, tmp_path_factory):
     broker = SecureBroker(tmp_path_factory.mktemp("secure-broker")).start()
     factory = ServiceFactory(postgres, broker, tmp_path_factory.mktemp("secure-service"))
-    service = factory(MAESTRA_SECURE="true", MAESTRA_ADMIN_TOKEN=ADMIN_TOKEN, MAESTRA_PROVISIONING_KEY=PROVISIONING_KEY,
-                      MAESTRA_MQTT_USERNAME=SERVICE_USER, MAESTRA_MQTT_PASSWORD=SERVICE_PASSWORD,
-                      MAESTRA_DASHBOARD_USERNAME=DASHBOARD_USER, MAESTRA_DASHBOARD_PASSWORD=DASHBOARD_PASSWORD)
-    wait_until(lambda: "secure_mode_ready" in service.log_text(), timeout=15, message=service.log_tail)
-    yield broker, service
-    factory.close()
-    broker.stop()
+    try:
+        service = factory(MAESTRA_SECURE="true", MAESTRA_ADMIN_TOKEN=ADMIN_TOKEN,
+                          MAESTRA_PROVISIONING_KEY=PROVISIONING_KEY, MAESTRA_MQTT_USERNAME=SERVICE_USER,
+                          MAESTRA_MQTT_PASSWORD=SERVICE_PASSWORD, MAESTRA_DASHBOARD_USERNAME=DASHBOARD_USER,
+                          MAESTRA_DASHBOARD_PASSWORD=DASHBOARD_PASSWORD)
+        wait_until(lambda: "secure_mode_ready" in service.log_text(), timeout=15, message=service.log_tail)
+        yield broker, service
+    finally:
+        factory.close()
+        broker.stop()
 
 
 def register(service, hardware_id, key=PROVISIONING_KEY):

@@ -44,7 +44,7 @@ TEST_CASE("defaults with no environment and no flags") {
   const Config& c = parsed->config;
   CHECK(c.http_host == "0.0.0.0");
   CHECK(c.http_port == 8080);
-  CHECK(c.http_threads == 16);
+  CHECK(c.http_threads == 64);
   CHECK(c.database_url == "postgresql:///maestra");
   CHECK(c.database_pool == 8);
   CHECK(c.mqtt_url == "tcp://localhost:1883");
