@@ -65,4 +65,12 @@ if ((ctest_status != 0)) && ((ctest_failed == 0)); then
   failures+=(ctest) # ctest failed without counting a test (no tests, bad arguments)
 fi
 
+# The benchmark's quick mode as a smoke test (does it run, are the numbers sane;
+# its targets are checked by the benchmark, never here). Skipped when ctest got
+# extra arguments (a partial run) or with MAESTRA_SKIP_BENCH=1.
+if (($# == 0)) && [[ "${MAESTRA_SKIP_BENCH:-0}" != 1 ]]; then
+  log "bench smoke test: scripts/bench.sh --quick --smoke"
+  "$MAESTRA_REPO/scripts/bench.sh" --quick --smoke || failures+=(bench-smoke)
+fi
+
 finish

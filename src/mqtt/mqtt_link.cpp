@@ -88,8 +88,14 @@ MqttLink::MqttLink(const core::Config& config, service::Fleet& fleet, service::M
 
 MqttLink::~MqttLink() {
   stop();
-  // The client goes first: while it is destroyed Paho may still complete pending
-  // tokens, whose listeners (acks_, subscribed_listener_) must be alive then.
+  // Nothing queued is sent any more (acknowledged() checks stopping_); the
+  // client goes before the listeners: while it is destroyed Paho may still
+  // complete pending tokens into them.
+  {
+    std::lock_guard lock(out_mutex_);
+    for (auto& queued : out_queue_) delete static_cast<PublishedStatus*>(queued.second);
+    out_queue_.clear();
+  }
   client_.reset();
 }
 
@@ -381,7 +387,7 @@ void MqttLink::acknowledged() {
   {
     std::lock_guard lock(out_mutex_);
     if (inflight_ > 0) --inflight_;
-    if (out_queue_.empty() || inflight_ >= inflight_limit_) return;
+    if (stopping_ || out_queue_.empty() || inflight_ >= inflight_limit_) return;
     next = std::move(out_queue_.front());
     out_queue_.pop_front();
     ++inflight_;

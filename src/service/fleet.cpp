@@ -227,6 +227,10 @@ void Fleet::heartbeat_async(const DeviceId& id, core::HeartbeatRequest h) {
 }
 
 void Fleet::presence_async(const DeviceId& id, core::PresenceSignal signal) {
+  {
+    std::lock_guard lock(registry_mutex_);
+    if (registry_.count(id)) ++queued_for_owner_[id];  // later heartbeats wait for it
+  }
   Event e{Event::Kind::presence};
   e.id = id;
   e.presence = signal;
@@ -388,6 +392,7 @@ void Fleet::handle(Event& event, Batch& batch, TimePoint now) {
         apply_counts(it->second.status(), std::nullopt);
         registry_.erase(it);
       }
+      queued_for_owner_.erase(event.id);
       lock.unlock();
       {
         std::lock_guard flush_lock(flush_mutex_);
@@ -443,14 +448,25 @@ void Fleet::count_heartbeat(const DeviceId& id, Transport transport, const core:
                                         {"advice", std::string(core::frequency_warning_text)}});
 }
 
+void Fleet::owner_took(const DeviceId& id) {
+  std::lock_guard lock(registry_mutex_);
+  if (auto it = queued_for_owner_.find(id); it != queued_for_owner_.end() && --it->second <= 0)
+    queued_for_owner_.erase(it);
+}
+
 bool Fleet::heartbeat_in_place(const DeviceId& id, bool reports_error, Transport transport, TimePoint now,
-                               HeartbeatReply* reply) {
+                               HeartbeatReply* reply, bool from_owner) {
   std::unique_lock lock(registry_mutex_);
   auto it = registry_.find(id);
-  if (it == registry_.end()) return false;
+  if (it == registry_.end()) return false;  // unknown: the owner answers (nothing to order)
+  const auto to_owner = [&] {
+    if (!from_owner) ++queued_for_owner_[id];
+    return false;
+  };
+  if (queued_for_owner_.count(id)) return to_owner();  // keep this device's messages in order
   const core::DeviceState before = it->second;
   auto decided = core::apply_heartbeat(before, reports_error, now);
-  if (decided.outcome.changed || decided.outcome.transition) return false;  // the owner stores it
+  if (decided.outcome.changed || decided.outcome.transition) return to_owner();  // the owner stores it
   const bool refresh = core::status_refresh_due(before.status_refreshed, now);
   if (refresh) decided.outcome.next.status_refreshed = now;
   it->second = decided.outcome.next;
@@ -467,8 +483,10 @@ bool Fleet::heartbeat_in_place(const DeviceId& id, bool reports_error, Transport
 }
 
 void Fleet::handle_heartbeat(Event& event, Batch& batch, TimePoint now) {
+  if (event.attempts == 0) owner_took(event.id);  // a retry was counted off already
   HeartbeatReply direct{};
-  if (heartbeat_in_place(event.id, event.reports_error, event.transport, now, event.heartbeat_reply ? &direct : nullptr)) {
+  if (heartbeat_in_place(event.id, event.reports_error, event.transport, now,
+                         event.heartbeat_reply ? &direct : nullptr, /*from_owner=*/true)) {
     if (event.heartbeat_reply) event.heartbeat_reply->set_value(direct);
     return;
   }
@@ -495,6 +513,7 @@ void Fleet::handle_heartbeat(Event& event, Batch& batch, TimePoint now) {
 }
 
 void Fleet::handle_presence(Event& event, Batch& batch, TimePoint now) {
+  if (event.attempts == 0) owner_took(event.id);  // a retry was counted off already
   if (batch.index.count(event.id)) commit(batch);
   std::unique_lock lock(registry_mutex_);
   auto it = registry_.find(event.id);

@@ -142,8 +142,12 @@ class Fleet {
   // The common case, on the caller's thread: a heartbeat that changes nothing
   // stored is applied to the registry and coalesced at once. False when the
   // owner must decide (a change to store, or an unknown device).
+  // A device with events waiting for the owner is never handled in place (that
+  // would reorder its messages): `from_owner` says the caller is the owner,
+  // otherwise a false return counts the event the caller is about to post.
   bool heartbeat_in_place(const DeviceId& id, bool reports_error, Transport transport, TimePoint now,
-                          HeartbeatReply* reply);
+                          HeartbeatReply* reply, bool from_owner = false);
+  void owner_took(const DeviceId& id);
   void count_heartbeat(const DeviceId& id, Transport transport, const core::HeartbeatOutcome& decided);
   void handle_presence(Event& event, Batch& batch, TimePoint now);
   void handle_patch(Event& event, Batch& batch, TimePoint now);
@@ -167,6 +171,8 @@ class Fleet {
 
   mutable std::shared_mutex registry_mutex_;  // owner writes, readers overlay
   std::unordered_map<DeviceId, core::DeviceState, core::DeviceIdHash> registry_;
+  // Devices with heartbeat/presence events queued for the owner, and how many.
+  std::unordered_map<DeviceId, int, core::DeviceIdHash> queued_for_owner_;
   core::DeadlineQueue deadlines_;  // owner thread only
   core::FleetCounts counts_;       // guarded by registry_mutex_
   bool counts_dirty_ = true;

@@ -100,6 +100,10 @@ auto DeviceStore::guarded(const char* what, Fn&& fn) -> decltype(fn(std::declval
 }
 
 void DeviceStore::prepare_statements(pqxx::connection& c) {
+  // The batched statements take arrays whose size varies from 1 to tens of
+  // thousands: a generic plan (chosen after five executions) turns the id joins
+  // into nested loops, quadratic in the batch size. Plan each execution.
+  c.set_variable("plan_cache_mode", "force_custom_plan");
   c.prepare("register",
             std::string("WITH ins AS ("
                         " INSERT INTO devices (name, device_type, hardware_id, firmware_version, ip_address,"
