@@ -90,16 +90,21 @@ def main():
     client = mqtt.Client(client_id=f"device-{device_id}", protocol=mqtt.MQTTv311)
     client.will_set(presence, json.dumps({"state": "offline", "session": session}), qos=1, retain=True)
 
+    connected = threading.Event()
+
     def on_connect(c, _userdata, _flags, rc):
         if rc == 0:
             c.publish(presence, json.dumps({"state": "online", "session": session}), qos=1, retain=True)
             print(f"connected; birth published on {presence}", flush=True)
+            connected.set()
 
     client.on_connect = on_connect
     client.reconnect_delay_set(1, 30)
     client.connect(args.host, args.port, keepalive=15)
     client.loop_start()
 
+    if not connected.wait(args.timeout):
+        raise SystemExit(f"could not connect to {args.host}:{args.port} within {args.timeout} s")
     stopping = threading.Event()
 
     def goodbye(_sig, _frame):
