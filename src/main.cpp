@@ -4,7 +4,8 @@
 // The threading rule: httplib's worker pool and Paho's callback thread are
 // foreign threads. They validate input and hand work to the fleet owner (or the
 // MQTT registration worker); they never hold a lock across I/O and never wait
-// on the broker. Only the owner changes device state. Signals are blocked in every
+// on the broker. Only the owner decides changes that are stored; a heartbeat that
+// changes nothing stored is applied in place (Fleet::heartbeat_in_place). Signals are blocked in every
 // thread and taken here with sigwait, so SIGTERM/SIGINT shut down cleanly: stop
 // taking requests, publish the fleet's offline status, flush last_seen, exit 0.
 #include <csignal>

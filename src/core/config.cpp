@@ -178,17 +178,6 @@ std::optional<Error> check_config(const Config& c) {
   return std::nullopt;
 }
 
-bool secrets_equal(std::string_view a, std::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  const std::size_t n = std::max(a.size(), b.size());
-  for (std::size_t i = 0; i < n; ++i) {
-    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
-    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
-    diff = static_cast<unsigned char>(diff | (x ^ y));
-  }
-  return diff == 0;
-}
-
 std::string help_text(std::string_view program) {
   std::string text = "Usage: " + std::string(program) + " [options]\n\n"
                      "Maestra Fleet Manager: registry and liveness of a fleet of devices over MQTT and HTTP.\n"

@@ -64,9 +64,6 @@ std::string help_text(std::string_view program);
 // Cross-field checks after parsing (e.g. secure mode needs an admin token).
 std::optional<Error> check_config(const Config& config);
 
-// Compares secrets in time independent of where they differ.
-bool secrets_equal(std::string_view a, std::string_view b);
-
 // "postgresql://user:secret@host/db" -> "postgresql://user:***@host/db"
 std::string redact_url(std::string_view url);
 

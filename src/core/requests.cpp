@@ -1,8 +1,6 @@
 // Parsing and validation of registration, heartbeat and patch requests.
 #include "core/requests.hpp"
 
-#include "core/config.hpp"
-
 namespace maestra::core {
 
 namespace {

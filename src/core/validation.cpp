@@ -1,6 +1,7 @@
 // Field validators and the bounded JSON body parser.
 #include "core/validation.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 namespace maestra::core {
@@ -95,6 +96,17 @@ bool is_valid_ipv6(std::string_view text) {
     }
   }
   return compressed ? groups < 8 : groups == 8;
+}
+
+bool secrets_equal(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const std::size_t n = std::max(a.size(), b.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff = static_cast<unsigned char>(diff | (x ^ y));
+  }
+  return diff == 0;
 }
 
 bool has_control_characters(std::string_view text) {

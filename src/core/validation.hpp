@@ -28,6 +28,9 @@ bool is_valid_ipv4(std::string_view text);
 bool is_valid_ipv6(std::string_view text);
 inline bool is_valid_ip(std::string_view text) { return is_valid_ipv4(text) || is_valid_ipv6(text); }
 
+// Compares secrets (tokens, keys) in time independent of where they differ.
+bool secrets_equal(std::string_view a, std::string_view b);
+
 // True when `text` has a character below U+0020 or U+007F (DEL).
 bool has_control_characters(std::string_view text);
 

@@ -11,7 +11,6 @@
 
 #include <chrono>
 #include <regex>
-#include <sstream>
 #include <stdexcept>
 
 #include <httplib.h>

@@ -371,7 +371,7 @@ void Fleet::handle(Event& event, Batch& batch, TimePoint now) {
       break;
     case Event::Kind::patch:
       commit(batch);  // keep order: everything before the patch is stored first
-      handle_patch(event, batch, now);
+      handle_patch(event, now);
       break;
     case Event::Kind::registered: {
       std::unique_lock lock(registry_mutex_);
@@ -542,8 +542,7 @@ void Fleet::handle_presence(Event& event, Batch& batch, TimePoint now) {
   }
 }
 
-void Fleet::handle_patch(Event& event, Batch& batch, TimePoint now) {
-  (void)batch;
+void Fleet::handle_patch(Event& event, TimePoint now) {
   auto& job = *event.patch;
   std::unique_lock lock(registry_mutex_);
   auto it = registry_.find(event.id);

@@ -1,13 +1,16 @@
 // The fleet owner: the one place where the core's rules meet the store and the
 // publisher. It holds the in-memory registry (state of every device), the
 // deadline queue and the coalescing buffer, and runs two threads:
-//   - the owner thread, which applies every heartbeat, presence message, timeout
-//     and admin change through the core, stores transitions in batches (one
-//     transaction per cycle, before anything is published) and publishes them;
+//   - the owner thread, which decides every change that must be stored (presence,
+//     timeouts, admin changes, heartbeats that change the status) through the
+//     core, stores them in batches (one transaction per cycle, before anything
+//     is published) and publishes them;
 //   - the flusher thread, which writes coalesced last_seen refreshes (at most
 //     flush_interval late), heartbeat attribute updates and outbox acks.
 // Transports (HTTP handlers, Paho callbacks) call the public functions from their
-// own threads; those never block on the owner except where a reply needs it.
+// own threads. A heartbeat that changes nothing stored is applied right there
+// under the registry lock (heartbeat_in_place), unless the device already has an
+// event waiting for the owner, so each device's messages stay in order.
 //
 // A note on what a crash loses: transitions are committed before they are
 // published and before the caller is answered; only last_seen refreshes still in
@@ -150,7 +153,7 @@ class Fleet {
   void owner_took(const DeviceId& id);
   void count_heartbeat(const DeviceId& id, Transport transport, const core::HeartbeatOutcome& decided);
   void handle_presence(Event& event, Batch& batch, TimePoint now);
-  void handle_patch(Event& event, Batch& batch, TimePoint now);
+  void handle_patch(Event& event, TimePoint now);
   void expire_due(Batch& batch, TimePoint now);
   void add_write(Batch& batch, const DeviceId& id, const core::DeviceState& before, const core::Outcome& outcome,
                  Event* source);
@@ -169,7 +172,7 @@ class Fleet {
   std::mutex credentials_mutex_;
   std::unordered_map<DeviceId, store::StoredSecret, core::DeviceIdHash> credentials_;  // cache
 
-  mutable std::shared_mutex registry_mutex_;  // owner writes, readers overlay
+  mutable std::shared_mutex registry_mutex_;  // the owner and in-place heartbeats write; readers overlay
   std::unordered_map<DeviceId, core::DeviceState, core::DeviceIdHash> registry_;
   // Devices with heartbeat/presence events queued for the owner, and how many.
   std::unordered_map<DeviceId, int, core::DeviceIdHash> queued_for_owner_;

@@ -11,7 +11,6 @@
 // never wait on each other in a cycle (no deadlocks).
 #include "store/device_store.hpp"
 
-#include <sstream>
 #include <unordered_map>
 
 namespace maestra::store {

@@ -309,3 +309,17 @@ def test_secure_mode_without_admin_token_refuses_to_start():
     out = subprocess.run([str(fleet_manager_binary())], env={"PATH": "/usr/bin:/bin", "MAESTRA_SECURE": "true"},
                          capture_output=True, text=True, timeout=20)
     assert out.returncode == 2 and "MAESTRA_ADMIN_TOKEN" in out.stderr
+
+
+def test_bad_block_requests_change_nothing(stack):
+    """Test whether malformed or invalid block requests get 400/422 and block nothing."""
+    _, service = stack
+    before = service.get("/hardware/blocked", headers=ADMIN).json()
+    r = service.request("PUT", "/hardware/sec-bad-block/block", data=b"{not json", headers=ADMIN)
+    assert r.status_code == 400 and r.json()["error"] == "malformed_json"
+    r = service.request("PUT", "/hardware/sec-bad-block/block", json={"reason": 5}, headers=ADMIN)
+    assert r.status_code == 422 and r.json()["field"] == "reason"
+    r = service.request("PUT", "/hardware/" + "h" * 129 + "/block", headers=ADMIN)
+    assert r.status_code == 422 and r.json()["field"] == "hardware_id"
+    assert service.delete("/hardware/never-blocked/block", headers=ADMIN).status_code == 404
+    assert service.get("/hardware/blocked", headers=ADMIN).json() == before
