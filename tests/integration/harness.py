@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable
 
 import paho.mqtt.client as paho
 import requests
+import urllib3
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -693,8 +694,20 @@ class FleetService:
 
     # --- HTTP helpers (timeout 10 s unless given) ---
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        """One request on the keep-alive session. The server closes a connection
+        idle for its keep-alive timeout (2 s); a request sent on it in the same
+        instant is aborted before the server reads it (RemoteDisconnected or a
+        reset, never a response), so it is sent again on a fresh connection, as
+        RFC 9112 section 9.3.1 lets a client do. Timeouts are never retried."""
         kwargs.setdefault("timeout", 10.0)
-        return self.http.request(method, self.url + path, **kwargs)
+        for attempt in range(3):
+            try:
+                return self.http.request(method, self.url + path, **kwargs)
+            except requests.ConnectionError as exc:
+                aborted = bool(exc.args) and isinstance(exc.args[0], urllib3.exceptions.ProtocolError)
+                if not aborted or isinstance(exc, requests.Timeout) or attempt == 2 or not self.is_running():
+                    raise
+        raise AssertionError("unreachable")
 
     def get(self, path: str, **kwargs) -> requests.Response:
         return self.request("GET", path, **kwargs)
