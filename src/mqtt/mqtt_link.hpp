@@ -5,13 +5,16 @@
 //
 // Threading: Paho calls on_message on its own thread. That callback never blocks
 // and never touches the database: heartbeats and presence go to the fleet
-// owner's queue, registrations to this adapter's registration worker.
+// owner's queue, registrations to this adapter's registration worker. Publishing
+// never blocks either: messages queue for this adapter's sender thread, so the
+// fleet owner stores the next batch of transitions while the last one is sent.
 #pragma once
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <mqtt/async_client.h>
@@ -64,9 +67,17 @@ class MqttLink : public service::StatusPublisher {
   void reply(const RegistrationJob& job, const std::string& payload);
   void reject(service::Rejection why, std::string_view topic, std::string_view detail);
   void publish(const std::string& topic, const std::string& payload, bool retained);
-  // Every QoS 1 publish goes through here: at most `inflight_limit_` wait for
-  // their PUBACK; the rest queue here (see "A note on flow control").
-  void send(mqtt::const_message_ptr msg, void* context);
+  // A message to publish: ready, or a status document the sender formats.
+  struct Outgoing {
+    mqtt::const_message_ptr msg;
+    std::optional<store::StoredStatus> status;
+  };
+  // Every QoS 1 publish goes through here: queued in order for the sender
+  // thread, which keeps at most `inflight_limit_` waiting for their PUBACK (see
+  // "A note on flow control"). Never blocks the caller.
+  void send(Outgoing out);
+  void sender_loop();
+  void transmit(Outgoing& out);
   void acknowledged();
 
   const core::Config& config_;
@@ -90,9 +101,13 @@ class MqttLink : public service::StatusPublisher {
   std::thread registrar_;
 
   std::mutex out_mutex_;
-  std::deque<std::pair<mqtt::const_message_ptr, void*>> out_queue_;
+  std::condition_variable out_cv_;
+  std::deque<Outgoing> out_queue_;
   int inflight_ = 0;
   int inflight_limit_ = 65535;
+  bool sender_waiting_ = false;
+  bool sender_stopping_ = false;
+  std::thread sender_;
 
   std::mutex log_mutex_;
   std::array<std::chrono::steady_clock::time_point, 8> last_rejection_log_{};
