@@ -463,7 +463,10 @@ bool Fleet::heartbeat_in_place(const DeviceId& id, bool reports_error, Transport
     if (!from_owner) ++queued_for_owner_[id];
     return false;
   };
-  if (queued_for_owner_.count(id)) return to_owner();  // keep this device's messages in order
+  // Keep this device's messages in order: while any wait in the owner's queue,
+  // later ones queue behind them. The owner itself handles them in that order,
+  // so it may apply one here even when more are queued behind it.
+  if (!from_owner && queued_for_owner_.count(id)) return to_owner();
   const core::DeviceState before = it->second;
   auto decided = core::apply_heartbeat(before, reports_error, now);
   if (decided.outcome.changed || decided.outcome.transition) return to_owner();  // the owner stores it
@@ -484,8 +487,11 @@ bool Fleet::heartbeat_in_place(const DeviceId& id, bool reports_error, Transport
 
 void Fleet::handle_heartbeat(Event& event, Batch& batch, TimePoint now) {
   if (event.attempts == 0) owner_took(event.id);  // a retry was counted off already
+  // Not while this cycle holds an uncommitted write for the device: the reply
+  // would report a state not yet stored.
   HeartbeatReply direct{};
-  if (heartbeat_in_place(event.id, event.reports_error, event.transport, now,
+  if (!batch.index.count(event.id) &&
+      heartbeat_in_place(event.id, event.reports_error, event.transport, now,
                          event.heartbeat_reply ? &direct : nullptr, /*from_owner=*/true)) {
     if (event.heartbeat_reply) event.heartbeat_reply->set_value(direct);
     return;
