@@ -393,11 +393,8 @@ void Fleet::handle(Event& event, Batch& batch, TimePoint now) {
         registry_.erase(it);
       }
       queued_for_owner_.erase(event.id);
+      pending_seen_.erase(event.id);
       lock.unlock();
-      {
-        std::lock_guard flush_lock(flush_mutex_);
-        pending_seen_.erase(event.id);
-      }
       if (publisher_) publisher_->clear_device(event.id);
       break;
     }
@@ -473,14 +470,11 @@ bool Fleet::heartbeat_in_place(const DeviceId& id, bool reports_error, Transport
   const bool refresh = core::status_refresh_due(before.status_refreshed, now);
   if (refresh) decided.outcome.next.status_refreshed = now;
   it->second = decided.outcome.next;
+  auto& seen = pending_seen_[id];
+  seen.at = std::max(seen.at, now);
+  seen.refresh = seen.refresh || refresh;
   lock.unlock();
   count_heartbeat(id, transport, decided);
-  {
-    std::lock_guard flush_lock(flush_mutex_);
-    auto& seen = pending_seen_[id];
-    seen.at = std::max(seen.at, now);
-    seen.refresh = seen.refresh || refresh;
-  }
   if (reply) *reply = HeartbeatReply{id, decided.outcome.next.status(), decided.outcome.next.last_seen, decided.too_frequent};
   return true;
 }
@@ -541,7 +535,7 @@ void Fleet::handle_presence(Event& event, Batch& batch, TimePoint now) {
   if (outcome.changed || outcome.transition) {
     add_write(batch, event.id, before, outcome, &event);
   } else if (event.presence.kind == core::PresenceKind::birth) {
-    std::lock_guard flush_lock(flush_mutex_);
+    std::unique_lock registry_lock(registry_mutex_);
     auto& seen = pending_seen_[event.id];
     seen.at = now;
     seen.presence_session = std::max(seen.presence_session, outcome.next.presence_session);
@@ -680,6 +674,11 @@ void Fleet::flusher_loop() {
   std::unordered_map<DeviceId, PendingSeen, core::DeviceIdHash> seen;
   std::vector<std::pair<DeviceId, std::int64_t>> acks;
   std::vector<std::pair<DeviceId, core::HeartbeatRequest>> attributes;
+  // Taken from the shared buffers by swapping, so heartbeat threads never wait
+  // for a merge of thousands of entries.
+  std::unordered_map<DeviceId, PendingSeen, core::DeviceIdHash> incoming_seen;
+  std::vector<std::pair<DeviceId, std::int64_t>> incoming_acks;
+  std::vector<std::pair<DeviceId, core::HeartbeatRequest>> incoming_attributes;
   TimePoint last_error_log{};
   std::mutex log_mutex;
   while (true) {
@@ -688,19 +687,25 @@ void Fleet::flusher_loop() {
       std::unique_lock lock(flush_mutex_);
       flush_cv_.wait_for(lock, options_.flush_interval, [&] { return flusher_stopping_; });
       stopping = flusher_stopping_;
-      for (auto& [id, update] : pending_seen_) {
-        auto& slot = seen[id];
-        slot.at = std::max(slot.at, update.at);
-        slot.refresh = slot.refresh || update.refresh;
-        slot.presence_session = std::max(slot.presence_session, update.presence_session);
-      }
-      pending_seen_.clear();
-      acks.insert(acks.end(), pending_acks_.begin(), pending_acks_.end());
-      pending_acks_.clear();
-      attributes.insert(attributes.end(), std::make_move_iterator(pending_attributes_.begin()),
-                        std::make_move_iterator(pending_attributes_.end()));
-      pending_attributes_.clear();
+      incoming_acks.swap(pending_acks_);
+      incoming_attributes.swap(pending_attributes_);
     }
+    {
+      std::unique_lock lock(registry_mutex_);
+      incoming_seen.swap(pending_seen_);
+    }
+    for (auto& [id, update] : incoming_seen) {
+      auto& slot = seen[id];
+      slot.at = std::max(slot.at, update.at);
+      slot.refresh = slot.refresh || update.refresh;
+      slot.presence_session = std::max(slot.presence_session, update.presence_session);
+    }
+    incoming_seen.clear();
+    acks.insert(acks.end(), incoming_acks.begin(), incoming_acks.end());
+    incoming_acks.clear();
+    attributes.insert(attributes.end(), std::make_move_iterator(incoming_attributes.begin()),
+                      std::make_move_iterator(incoming_attributes.end()));
+    incoming_attributes.clear();
     const TimePoint now = clock_();
     bool failed = false;
     if (!seen.empty()) {

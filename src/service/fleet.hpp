@@ -195,6 +195,8 @@ class Fleet {
     bool refresh = false;  // also republish the status document with this last_seen
     std::int64_t presence_session = -1;
   };
+  // Guarded by registry_mutex_, not flush_mutex_: a heartbeat records its
+  // last_seen under the lock it already holds, one global lock per heartbeat.
   std::unordered_map<DeviceId, PendingSeen, core::DeviceIdHash> pending_seen_;
   std::vector<std::pair<DeviceId, std::int64_t>> pending_acks_;
   std::vector<std::pair<DeviceId, core::HeartbeatRequest>> pending_attributes_;
