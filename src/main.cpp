@@ -6,8 +6,10 @@
 // MQTT registration worker); they never hold a lock across I/O and never wait
 // on the broker. Only the owner decides changes that are stored; a heartbeat that
 // changes nothing stored is applied in place (Fleet::heartbeat_in_place). Signals are blocked in every
-// thread and taken here with sigwait, so SIGTERM/SIGINT shut down cleanly: stop
-// taking requests, publish the fleet's offline status, flush last_seen, exit 0.
+// thread and taken here with sigtimedwait, so SIGTERM/SIGINT shut down cleanly:
+// stop taking requests, publish the fleet's offline status, flush last_seen,
+// exit 0. One instance per database is active (store/instance_lock); another
+// waits as a standby until the lock is free.
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -19,6 +21,7 @@
 #include "service/fleet.hpp"
 #include "service/log.hpp"
 #include "store/device_store.hpp"
+#include "store/instance_lock.hpp"
 #include "store/migrations.hpp"
 
 using namespace maestra;
@@ -46,6 +49,32 @@ bool prepare_database(store::ConnectionPool& pool, const sigset_t& signals) {
     timespec wait{static_cast<time_t>(delay.count() / 1000), static_cast<long>((delay.count() % 1000) * 1000000)};
     if (sigtimedwait(&signals, nullptr, &wait) > 0) return false;
     delay = std::min(delay * 2, std::chrono::milliseconds(10000));
+  }
+}
+
+// Waits, as a standby, until this process holds the active-instance lock; false
+// if asked to stop meanwhile.
+bool become_active(store::InstanceLock& lock, const sigset_t& signals) {
+  auto last_log = std::chrono::steady_clock::time_point{};
+  auto last_state = store::InstanceLock::State::held;
+  while (true) {
+    const auto state = lock.try_acquire();
+    if (state == store::InstanceLock::State::held) {
+      if (last_log != std::chrono::steady_clock::time_point{}) service::log_info("standby_ended", {{"role", "active"}});
+      return true;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (state != last_state || now - last_log >= std::chrono::seconds(60)) {
+      if (state == store::InstanceLock::State::taken)
+        service::log_warn("standby", {{"reason", "another fleet-manager instance is active on this database"},
+                                      {"note", "taking over when it stops; checked every second"}});
+      else
+        service::log_warn("database_not_ready", {{"step", "active-instance lock"}, {"retry_in_ms", "1000"}});
+      last_log = now;
+      last_state = state;
+    }
+    const timespec wait{1, 0};
+    if (sigtimedwait(&signals, nullptr, &wait) > 0) return false;
   }
 }
 
@@ -100,6 +129,8 @@ int main(int argc, char** argv) {
   store::ConnectionPool pool(config.database_url, static_cast<std::size_t>(config.database_pool) + 2,
                              store::DeviceStore::prepare_statements);
   if (!prepare_database(pool, signals)) return 0;
+  store::InstanceLock instance_lock(config.database_url);
+  if (!become_active(instance_lock, signals)) return 0;
   store::DeviceStore store(pool);
   service::Metrics metrics;
 
@@ -140,13 +171,36 @@ int main(int argc, char** argv) {
   service::log_info("listening", {{"http", config.http_host + ":" + std::to_string(port)},
                                   {"web_root", config.web_root.empty() ? "(none)" : config.web_root}});
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
-  service::log_info("shutting_down", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  // Until a signal: every 2 s, check that this process still holds the
+  // active-instance lock. If its session was lost and another instance took
+  // over meanwhile, stop (exit 1) rather than run the same fleet twice.
+  int exit_code = 0;
+  auto lock_warned = std::chrono::steady_clock::time_point{};
+  while (true) {
+    const timespec wait{2, 0};
+    const int signal_number = sigtimedwait(&signals, nullptr, &wait);
+    if (signal_number > 0) {
+      service::log_info("shutting_down", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
+      break;
+    }
+    const auto state = instance_lock.check();
+    if (state == store::InstanceLock::State::taken) {
+      service::log_error("active_instance_lock_lost",
+                         {{"reason", "its database session ended and another instance is active now"},
+                          {"action", "shutting down (exit 1); restart this one to stand by"}});
+      exit_code = 1;
+      break;
+    }
+    if (state == store::InstanceLock::State::unreachable &&
+        std::chrono::steady_clock::now() - lock_warned >= std::chrono::seconds(60)) {
+      service::log_warn("active_instance_lock_unchecked", {{"reason", "the database did not answer"}});
+      lock_warned = std::chrono::steady_clock::now();
+    }
+  }
   fleet.begin_shutdown();
   api.stop();
   mqtt.stop();
   fleet.stop();
   service::log_info("stopped");
-  return 0;
+  return exit_code;
 }

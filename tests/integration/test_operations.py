@@ -1,10 +1,14 @@
 """Operating the service: configuration errors fail fast with one line, --help
 lists every variable, migrations are applied once under a lock even when two
-instances start together, and a database outage gives 503 and heals itself."""
+instances start together, one instance per database is active while another
+stands by and takes over, and a database outage gives 503 and heals itself."""
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import threading
+import time
 
 import requests
 
@@ -44,14 +48,15 @@ def test_bad_configuration_fails_with_one_line():
 
 
 def test_two_instances_migrate_one_database_without_racing(start_service, new_database):
-    """Test whether two instances starting together on a fresh database both come up and migrate once."""
+    """Test whether two instances starting together on a fresh database migrate it once: one becomes
+    active, the other waits as a standby and takes over when the active one stops."""
     url = new_database()
     services = []
     errors = []
 
     def start():
         try:
-            services.append(start_service(database_url=url))
+            services.append(start_service(database_url=url, wait=False))
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -62,9 +67,63 @@ def test_two_instances_migrate_one_database_without_racing(start_service, new_da
         t.join(60)
     assert not errors, errors
     assert len(services) == 2
+
+    def healthy(svc):
+        try:
+            return svc.get("/health", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    active = wait_until(lambda: next((s for s in services if healthy(s)), None), timeout=20)
+    standby = services[1] if active is services[0] else services[0]
+    wait_until(lambda: "standby" in standby.log_text(), timeout=10)
+    assert standby.is_running() and not healthy(standby)
     migrations = sorted(p.name for p in (REPO / "schema").glob("*.sql"))
     applied = [row[0] for row in psql(url, "SELECT name FROM schema_migrations ORDER BY name")]
     assert applied == migrations
+
+    assert active.stop() == 0
+    standby.wait_healthy(timeout=10)
+    assert "standby_ended" in standby.log_text()
+    assert [row[0] for row in psql(url, "SELECT name FROM schema_migrations ORDER BY name")] == migrations
+
+
+def test_standby_takes_over_the_fleet_when_the_active_instance_crashes(start_service, new_database):
+    """Test whether a standby takes over within seconds of the active instance's crash and serves the same fleet."""
+    url = new_database()
+    active = start_service(database_url=url)
+    device = active.post("/devices/register", json={"name": "ha-1", "device_type": "esp32",
+                                                    "hardware_id": "ha-1"}).json()
+    standby = start_service(database_url=url, wait=False)
+    wait_until(lambda: "standby" in standby.log_text(), timeout=10)
+    active.kill()
+    killed = time.monotonic()
+    standby.wait_healthy(timeout=10)
+    assert time.monotonic() - killed < 5
+    assert standby.get(f"/devices/{device['id']}").json()["hardware_id"] == "ha-1"
+    assert standby.post("/devices/heartbeat", json={"device_id": device["id"]}).json()["status"] == "online"
+
+
+def test_an_instance_that_lost_its_lock_to_another_steps_down(start_service, new_database):
+    """Test whether an active instance whose lock session ended while a standby took over exits 1 instead of
+    running the same fleet twice."""
+    url = new_database()
+    first = start_service(database_url=url)
+    second = start_service(database_url=url, wait=False)
+    wait_until(lambda: "standby" in second.log_text(), timeout=10)
+    # Freeze the active one, end its lock session, let the standby take over, then let it run again.
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        ended = psql_value(url, "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' "
+                                "AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+        assert ended == "1"
+        second.wait_healthy(timeout=10)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    wait_until(lambda: not first.is_running(), timeout=15)
+    assert first.returncode == 1
+    assert "active_instance_lock_lost" in first.log_text()
+    assert second.get("/health").status_code == 200
 
 
 def test_database_outage_gives_503_and_recovers(start_service, tmp_path):
