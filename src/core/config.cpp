@@ -31,6 +31,9 @@ const std::vector<OptionSpec>& option_table() {
       {"MAESTRA_LOG_FORMAT", "--log-format", "text", "log line format: text or json"},
       {"MAESTRA_WEB_ROOT", "--web-root", "(built-in examples/dashboard)", "folder of the web dashboard served at /"},
       {"MAESTRA_ADMIN_TOKEN", "--admin-token", "", "when set, admin endpoints require 'Authorization: Bearer <token>'"},
+      {"MAESTRA_AUTH_FAILURE_LIMIT", "--auth-failure-limit", "20",
+       "refused credentials (admin token, device password, provisioning key) per client address per minute; "
+       "past it the address gets 429 until the minute ends (0: no limit)"},
       {"MAESTRA_SECURE", "--secure", "false",
        "secure mode: per-device broker credentials issued at registration (needs the broker's "
        "dynamic-security plugin and MAESTRA_MQTT_USERNAME as its admin), credential-checked HTTP heartbeats"},
@@ -67,6 +70,8 @@ std::optional<Error> assign(Config& c, std::string_view env, const std::string& 
   if (env == "MAESTRA_HTTP_PORT") return integer(0, 65535, c.http_port, "a port number 0-65535");
   if (env == "MAESTRA_HTTP_THREADS") return integer(1, 1024, c.http_threads, "1-1024 threads");
   if (env == "MAESTRA_DATABASE_POOL") return integer(1, 256, c.database_pool, "1-256 connections");
+  if (env == "MAESTRA_AUTH_FAILURE_LIMIT")
+    return integer(0, 1000000, c.auth_failure_limit, "a number of failures per minute, 0-1000000 (0: no limit)");
   if (env == "MAESTRA_OFFLINE_AFTER") {
     long long seconds = 0;
     if (auto e = integer(1, 604800, seconds, "seconds between 1 and 604800")) return e;

@@ -30,6 +30,8 @@ struct Config {
   std::string log_format = "text";
   std::string web_root;
   std::string admin_token;
+  // Refused credentials per client address per minute before it gets 429 (0: off).
+  int auth_failure_limit = 20;
   // Secure mode: per-device broker credentials (dynamic-security plugin),
   // credential-checked HTTP heartbeats, admin token required.
   bool secure = false;

@@ -110,6 +110,7 @@ struct Route {
   std::string method;
   std::regex pattern;
   bool admin;  // requires the admin token when one is configured
+  bool checks_secret;
   std::function<void(const httplib::Request&, httplib::Response&)> handler;
 };
 
@@ -150,7 +151,8 @@ std::optional<Error> HttpApi::check_device_credential(const httplib::Request& re
 
 HttpApi::HttpApi(service::Fleet& fleet, service::Metrics& metrics, const core::Config& config, HealthProbe probe)
     : fleet_(fleet), metrics_(metrics), config_(config), topics_(config.topic_prefix), probe_(std::move(probe)),
-      server_(std::make_unique<httplib::Server>()) {
+      server_(std::make_unique<httplib::Server>()),
+      throttle_(config.auth_failure_limit, std::chrono::seconds(60)) {
   openapi_ = openapi_document();
   install_routes();
 }
@@ -160,7 +162,10 @@ HttpApi::~HttpApi() { stop(); }
 void HttpApi::install_routes() {
   auto routes = std::make_shared<std::vector<Route>>();
   auto add = [&](std::string method, std::string pattern, bool admin, auto handler) {
-    routes->push_back(Route{std::move(method), std::regex(pattern), admin, handler});
+    // Routes that check a secret (the admin token, a device's password, the
+    // provisioning key) are throttled per address after refused credentials.
+    const bool checks_secret = admin || pattern == "/devices/register" || pattern == "/devices/heartbeat";
+    routes->push_back(Route{std::move(method), std::regex(pattern), admin, checks_secret, handler});
   };
 
   add("POST", "/devices/register", false, [this](const httplib::Request& req, httplib::Response& res) {
@@ -348,18 +353,42 @@ void HttpApi::install_routes() {
         continue;
       }
       const_cast<httplib::Request&>(req).matches = match;
-      if (route.admin && !config_.admin_token.empty()) {
-        const std::string header = req.get_header_value("Authorization");
-        if (header.rfind("Bearer ", 0) != 0)
-          return send_error(res, Error{ErrorKind::unauthorized, "", "this endpoint requires Authorization: Bearer <token>"});
-        if (!core::secrets_equal(std::string_view(header).substr(7), config_.admin_token))
-          return send_error(res, Error{ErrorKind::forbidden, "", "the admin token is not valid"});
+      const bool throttled = route.checks_secret && config_.auth_failure_limit > 0;
+      if (throttled) {
+        const auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
+        core::Millis wait{0};
+        {
+          std::lock_guard lock(throttle_mutex_);
+          wait = throttle_.retry_after(req.remote_addr, now);
+        }
+        if (wait > core::Millis{0}) {
+          const auto seconds = (wait.count() + 999) / 1000;
+          res.set_header("Retry-After", std::to_string(seconds));
+          metrics_.reject(service::Rejection::throttled);
+          return send_json(res, 429, {{"error", "too_many_failures"},
+                                      {"detail", "too many refused credentials from this address; retry in " +
+                                                     std::to_string(seconds) + " s"}});
+        }
       }
-      try {
-        route.handler(req, res);
-      } catch (const std::exception& e) {
-        service::log_error("http_handler_failed", {{"path", req.path}, {"error", e.what()}});
-        send_json(res, 500, {{"error", "internal"}, {"detail", "internal error"}});
+      [&] {
+        if (route.admin && !config_.admin_token.empty()) {
+          const std::string header = req.get_header_value("Authorization");
+          if (header.rfind("Bearer ", 0) != 0)
+            return send_error(res, Error{ErrorKind::unauthorized, "", "this endpoint requires Authorization: Bearer <token>"});
+          if (!core::secrets_equal(std::string_view(header).substr(7), config_.admin_token))
+            return send_error(res, Error{ErrorKind::forbidden, "", "the admin token is not valid"});
+        }
+        try {
+          route.handler(req, res);
+        } catch (const std::exception& e) {
+          service::log_error("http_handler_failed", {{"path", req.path}, {"error", e.what()}});
+          send_json(res, 500, {{"error", "internal"}, {"detail", "internal error"}});
+        }
+      }();
+      if (throttled && (res.status == 401 || res.status == 403)) {
+        const auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
+        std::lock_guard lock(throttle_mutex_);
+        throttle_.record_failure(req.remote_addr, now);
       }
       return;
     }

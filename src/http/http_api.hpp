@@ -7,9 +7,11 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
+#include "core/auth_throttle.hpp"
 #include "core/config.hpp"
 #include "core/requests.hpp"
 #include "core/topics.hpp"
@@ -49,6 +51,8 @@ class HttpApi {
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   std::string openapi_;
+  std::mutex throttle_mutex_;
+  core::AuthThrottle throttle_;
 };
 
 int http_status(core::ErrorKind kind);

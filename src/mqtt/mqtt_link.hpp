@@ -110,7 +110,7 @@ class MqttLink : public service::StatusPublisher {
   std::thread sender_;
 
   std::mutex log_mutex_;
-  std::array<std::chrono::steady_clock::time_point, 8> last_rejection_log_{};
+  std::array<std::chrono::steady_clock::time_point, service::rejection_names.size()> last_rejection_log_{};
 };
 
 }  // namespace maestra::mqtt_adapter

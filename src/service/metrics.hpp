@@ -21,16 +21,17 @@ enum class Rejection : std::uint8_t {
   conflict,         // duplicate hardware_id on registration
   stale_will,       // will of an older session
   unauthorized,     // missing or wrong credentials
+  throttled,        // refused unchecked: too many refused credentials from the address (HTTP 429)
 };
-inline constexpr std::array<const char*, 8> rejection_names{"bad_topic",   "unknown_device", "malformed",
+inline constexpr std::array<const char*, 9> rejection_names{"bad_topic",   "unknown_device", "malformed",
                                                             "invalid_field", "too_large",   "conflict",
-                                                            "stale_will",  "unauthorized"};
+                                                            "stale_will",  "unauthorized", "throttled"};
 
 struct Metrics {
   std::array<std::atomic<std::int64_t>, 4> devices_by_status{};
   std::array<std::atomic<std::uint64_t>, 2> heartbeats{};     // by Transport
   std::array<std::atomic<std::uint64_t>, 2> registrations{};  // by Transport
-  std::array<std::atomic<std::uint64_t>, 8> rejected{};       // by Rejection
+  std::array<std::atomic<std::uint64_t>, rejection_names.size()> rejected{};  // by Rejection
   std::array<std::atomic<std::uint64_t>, 8> transitions{};    // by core::Reason
   std::atomic<std::uint64_t> frequent_heartbeats{0};
   std::atomic<std::uint64_t> flushes{0};

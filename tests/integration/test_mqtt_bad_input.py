@@ -92,7 +92,7 @@ def test_bad_input_is_dropped_while_a_good_device_keeps_working(start_broker, fl
                       what="rejection counters")
     assert {k: got[k] for k in want} == want
     assert {k: got[k] - before[k] for k in got if k not in want} == {"conflict": 0, "stale_will": 0,
-                                                                     "unauthorized": 0}
+                                                                     "unauthorized": 0, "throttled": 0}
     assert metrics(svc)[("maestra_mqtt_messages_total", "")] >= messages_before + 13
 
     # Registrations: error replies naming the problem; nothing written.

@@ -102,7 +102,9 @@ def stack(postgres, tmp_path_factory):
     broker = SecureBroker(tmp_path_factory.mktemp("secure-broker")).start()
     factory = ServiceFactory(postgres, broker, tmp_path_factory.mktemp("secure-service"))
     try:
-        service = factory(MAESTRA_SECURE="true", MAESTRA_ADMIN_TOKEN=ADMIN_TOKEN,
+        # These tests present wrong credentials on purpose, more than the default
+        # 20 a minute from one address; the throttle has its own test below.
+        service = factory(MAESTRA_SECURE="true", MAESTRA_ADMIN_TOKEN=ADMIN_TOKEN, MAESTRA_AUTH_FAILURE_LIMIT=0,
                           MAESTRA_PROVISIONING_KEY=PROVISIONING_KEY, MAESTRA_MQTT_USERNAME=SERVICE_USER,
                           MAESTRA_MQTT_PASSWORD=SERVICE_PASSWORD, MAESTRA_DASHBOARD_USERNAME=DASHBOARD_USER,
                           MAESTRA_DASHBOARD_PASSWORD=DASHBOARD_PASSWORD)
@@ -323,3 +325,40 @@ def test_bad_block_requests_change_nothing(stack):
     assert r.status_code == 422 and r.json()["field"] == "hardware_id"
     assert service.delete("/hardware/never-blocked/block", headers=ADMIN).status_code == 404
     assert service.get("/hardware/blocked", headers=ADMIN).json() == before
+
+
+def test_refused_credentials_are_throttled_per_address(start_service):
+    """Test whether, past MAESTRA_AUTH_FAILURE_LIMIT refused credentials in a minute, an address gets 429 with
+    Retry-After even with the right token, while /health and other addresses are unaffected."""
+    token = "throttle-" + uuid.uuid4().hex
+    svc = start_service(MAESTRA_ADMIN_TOKEN=token, MAESTRA_PROVISIONING_KEY=PROVISIONING_KEY,
+                        MAESTRA_AUTH_FAILURE_LIMIT=5)
+    good = {"Authorization": f"Bearer {token}"}
+    assert svc.get("/devices", headers=good).status_code == 200
+    refused = [svc.get("/devices", headers={"Authorization": "Bearer guess-" + str(i)}).status_code for i in range(3)]
+    refused.append(svc.get("/devices").status_code)  # no token at all counts too
+    refused.append(register(svc, "throttle-1", key="wrong-key").status_code)  # a wrong provisioning key too
+    assert refused == [403, 403, 403, 401, 403]
+    r = svc.get("/devices", headers=good)
+    assert r.status_code == 429, r.text
+    assert r.json()["error"] == "too_many_failures"
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+    assert register(svc, "throttle-2").status_code == 429  # unchecked, even with the right key
+    assert svc.get("/health").status_code == 200
+    metrics = svc.get("/metrics").text
+    assert 'maestra_rejected_total{reason="throttled"} 2' in metrics
+    # Another address (loopback 127.0.0.2) is not throttled.
+    import http.client
+    conn = http.client.HTTPConnection(svc.host, svc.port, timeout=10, source_address=("127.0.0.2", 0))
+    conn.request("GET", "/devices", headers=good)
+    assert conn.getresponse().status == 200
+    conn.close()
+    assert token not in svc.log_text()
+
+
+def test_throttle_can_be_turned_off(start_service):
+    """Test whether MAESTRA_AUTH_FAILURE_LIMIT=0 never answers 429."""
+    token = "nothrottle-" + uuid.uuid4().hex
+    svc = start_service(MAESTRA_ADMIN_TOKEN=token, MAESTRA_AUTH_FAILURE_LIMIT=0)
+    assert {svc.get("/devices", headers={"Authorization": "Bearer x"}).status_code for _ in range(30)} == {403}
+    assert svc.get("/devices", headers={"Authorization": f"Bearer {token}"}).status_code == 200

@@ -99,7 +99,9 @@ TEST_CASE("the option table: DESIGN.md's variables, unique names, defaults that 
     CHECK(c.flush_interval == defaults.flush_interval);
     CHECK(c.log_format == defaults.log_format);
     CHECK(c.admin_token == defaults.admin_token);
+    CHECK(c.auth_failure_limit == defaults.auth_failure_limit);
   }
+  CHECK(defaults.auth_failure_limit == 20);
 }
 
 TEST_CASE("every variable is read from the environment") {
@@ -120,6 +122,7 @@ TEST_CASE("every variable is read from the environment") {
       {"MAESTRA_LOG_FORMAT", "json"},
       {"MAESTRA_WEB_ROOT", "/srv/dashboard"},
       {"MAESTRA_ADMIN_TOKEN", "0123456789abcdef"},
+      {"MAESTRA_AUTH_FAILURE_LIMIT", "7"},
   };
   const auto parsed = parse(env);
   REQUIRE(parsed.ok());
@@ -140,6 +143,7 @@ TEST_CASE("every variable is read from the environment") {
   CHECK(c.log_format == "json");
   CHECK(c.web_root == "/srv/dashboard");
   CHECK(c.admin_token == "0123456789abcdef");
+  CHECK(c.auth_failure_limit == 7);
 }
 
 TEST_CASE("the environment lookup is asked only for the table's names") {
@@ -199,6 +203,7 @@ TEST_CASE("inclusive bounds of the numeric options") {
       {"MAESTRA_DATABASE_POOL", "1"},      {"MAESTRA_DATABASE_POOL", "256"},
       {"MAESTRA_OFFLINE_AFTER", "1"},      {"MAESTRA_OFFLINE_AFTER", "604800"},
       {"MAESTRA_FLUSH_INTERVAL_MS", "10"}, {"MAESTRA_FLUSH_INTERVAL_MS", "1000"},
+      {"MAESTRA_AUTH_FAILURE_LIMIT", "0"}, {"MAESTRA_AUTH_FAILURE_LIMIT", "1000000"},
   };
   for (const Row& row : accepted) {
     CAPTURE(row.env);
@@ -248,6 +253,9 @@ TEST_CASE("every bad value fails with one line naming the variable") {
       {"MAESTRA_OFFLINE_AFTER", "300s"},
       {"MAESTRA_FLUSH_INTERVAL_MS", "9"},
       {"MAESTRA_FLUSH_INTERVAL_MS", "1001"},
+      {"MAESTRA_AUTH_FAILURE_LIMIT", "-1"},
+      {"MAESTRA_AUTH_FAILURE_LIMIT", "1000001"},
+      {"MAESTRA_AUTH_FAILURE_LIMIT", "many"},
       {"MAESTRA_DATABASE_URL", ""},
       {"MAESTRA_MQTT_URL", ""},
       {"MAESTRA_MQTT_URL", "localhost:1883"},
