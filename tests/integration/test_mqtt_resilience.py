@@ -5,6 +5,8 @@
 - The broker restarted (or crashed) under a running service: the service
   reconnects by itself, re-subscribes, and publishes the status changes it could
   not publish meanwhile, without a restart of its own.
+- A device deleted while the broker is away leaves no retained topics behind
+  once it returns (Paho buffers publishes while disconnected).
 """
 from __future__ import annotations
 
@@ -175,3 +177,28 @@ def test_devices_get_a_full_window_after_a_service_restart(fleet, mqtt):
     assert db_device(svc, silent_id)["status_reason"] == "restart"
     assert get_device(svc, keeper_id)["status"] == "online"
     assert [d["status"] for d in status_docs(watcher, keeper_id)] == ["online"]
+
+
+def test_delete_while_the_broker_is_away_clears_the_retained_topics_after_it_returns(start_broker, fleet, mqtt):
+    """Test whether a device deleted while the broker is down leaves no retained status or presence behind once
+    the broker is back (no ghost device on dashboards)."""
+    broker = start_broker()
+    svc = fleet(broker=broker)
+    device_id = register_http(svc)["id"]
+    keeper = register_http(svc)["id"]
+    watcher = mqtt(broker=broker, subscribe=status_topic(device_id))
+    wait_status(watcher, device_id, "online", "registered")
+    mqtt(broker=broker).publish(presence_topic(device_id), b"online", qos=1, retain=True)
+    wait_until(lambda: retained_now(mqtt, presence_topic(device_id), broker=broker, strict=False), timeout=10)
+
+    broker.stop()
+    wait_until(lambda: health(svc)["mqtt"] == "disconnected", timeout=10)
+    assert svc.delete(f"/devices/{device_id}").status_code == 204
+    broker.start()  # with its persisted retained messages: the ghost is back on the broker
+    wait_until(lambda: health(svc)["mqtt"] == "connected", timeout=40,
+               message=lambda: "service did not reconnect\n" + svc.log_tail(20))
+
+    wait_until(lambda: not retained_now(mqtt, status_topic(device_id), broker=broker, strict=False), timeout=10,
+               message=lambda: "the deleted device's retained status is still on the broker\n" + svc.log_tail(20))
+    assert not retained_now(mqtt, presence_topic(device_id), broker=broker, strict=False)
+    assert [payload_json(m)["status"] for m in retained_now(mqtt, status_topic(keeper), broker=broker)] == ["online"]
