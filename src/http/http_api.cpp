@@ -3,8 +3,9 @@
 // A note on cpp-httplib 0.11 (Debian): its listen backlog (5) is compiled into
 // the shared library, and keep-alive connections close after 5 requests by
 // default. We raise the backlog by calling listen() again on the bound socket
-// (Linux updates the backlog of a listening socket), allow long keep-alive, turn
-// Nagle off and size the worker pool from MAESTRA_HTTP_THREADS.
+// (Linux updates the backlog of a listening socket), turn Nagle off, size the
+// worker pool from MAESTRA_HTTP_THREADS, and end a keep-alive connection after
+// 20 requests (with "Connection: close", so clients reconnect without a race).
 #include "http/http_api.hpp"
 
 #include <sys/socket.h>
@@ -443,8 +444,11 @@ int HttpApi::start() {
   server_->set_tcp_nodelay(true);
   // A connection gives its worker back after this many requests, so more
   // clients than workers still take turns (cpp-httplib serves a keep-alive
-  // connection on one worker until it closes).
-  server_->set_keep_alive_max_count(1000);
+  // connection on one worker until it closes). Measured with wrk at 64
+  // connections (BENCHMARKS.md, HTTP): 1,000 gave p99 18-24 ms and a 65th client
+  // waiting up to 2 s; 20 gives p99 7-9 ms and that client p50 7 ms, for about
+  // 10 % less throughput (reconnects); 10 cost more throughput and no latency.
+  server_->set_keep_alive_max_count(20);
   // An idle keep-alive connection holds a worker until this timeout, and
   // shutdown waits for the workers: keep it short.
   server_->set_keep_alive_timeout(2);
