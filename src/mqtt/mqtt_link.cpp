@@ -28,9 +28,12 @@ namespace {
 constexpr std::size_t max_pending_registrations = 10000;
 constexpr int session_expiry_seconds = 24 * 3600;
 
+// The user context of a publish the fleet wants to hear acknowledged: a status
+// document (id, seq), or the last of a deleted device's cleared topics.
 struct PublishedStatus {
   core::DeviceId id;
   std::int64_t seq;
+  bool clear = false;
 };
 }  // namespace
 
@@ -41,7 +44,10 @@ class MqttLink::AckListener : public mqtt::iaction_listener {
   AckListener(MqttLink& link, service::Fleet& fleet) : link_(link), fleet_(fleet) {}
   void on_success(const mqtt::token& tok) override {
     std::unique_ptr<PublishedStatus> status(static_cast<PublishedStatus*>(tok.get_user_context()));
-    if (status) fleet_.status_acked(status->id, status->seq);
+    if (status && status->clear)
+      fleet_.clear_acked(status->id);
+    else if (status)
+      fleet_.status_acked(status->id, status->seq);
     link_.acknowledged();
   }
   void on_failure(const mqtt::token& tok) override {
@@ -372,7 +378,7 @@ void MqttLink::reply(const RegistrationJob& job, const std::string& payload) {
     if (job.has_correlation) props.add({mqtt::property::CORRELATION_DATA, job.correlation});
     auto msg = mqtt::message_ptr_builder().topic(job.reply_topic).payload(payload).qos(1).retained(false)
                    .properties(std::move(props)).finalize();
-    send({msg, std::nullopt});
+    send({msg, std::nullopt, std::nullopt});
   } catch (const mqtt::exception& e) {
     service::log_warn("mqtt_reply_failed", {{"topic", job.reply_topic}, {"error", e.what()}});
   }
@@ -415,6 +421,8 @@ void MqttLink::transmit(Outgoing& out) {
       out.msg = mqtt::make_message(topics_.status(out.status->document.device_id),
                                    core::status_document_json(out.status->document), 1, true);
       context = std::make_unique<PublishedStatus>(PublishedStatus{out.status->document.device_id, out.status->seq});
+    } else if (out.cleared) {
+      context = std::make_unique<PublishedStatus>(PublishedStatus{*out.cleared, 0, true});
     }
     client_->publish(out.msg, context.get(), *acks_);
     context.release();  // owned by the token now: the AckListener deletes it
@@ -438,16 +446,18 @@ void MqttLink::acknowledged() {
 }
 
 void MqttLink::publish(const std::string& topic, const std::string& payload, bool retained) {
-  send({mqtt::make_message(topic, payload, 1, retained), std::nullopt});
+  send({mqtt::make_message(topic, payload, 1, retained), std::nullopt, std::nullopt});
 }
 
 void MqttLink::publish_status(const store::StoredStatus& status) {
-  send({nullptr, status});
+  send({nullptr, status, std::nullopt});
 }
 
 void MqttLink::clear_device(const core::DeviceId& id) {
+  // Sent in order on one connection: the acknowledgement of the second tells the
+  // fleet both are done (and its record of the pending clear can go).
   publish(topics_.status(id), "", true);
-  publish(topics_.presence(id), "", true);
+  send({mqtt::make_message(topics_.presence(id), "", 1, true), std::nullopt, id});
 }
 
 void MqttLink::publish_summary(const core::FleetCounts& counts, core::TimePoint now) {

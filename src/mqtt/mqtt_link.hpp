@@ -71,6 +71,7 @@ class MqttLink : public service::StatusPublisher {
   struct Outgoing {
     mqtt::const_message_ptr msg;
     std::optional<store::StoredStatus> status;
+    std::optional<core::DeviceId> cleared;  // the last clear of a deleted device's topics
   };
   // Every QoS 1 publish goes through here: queued in order for the sender
   // thread, which keeps at most `inflight_limit_` waiting for their PUBACK (see

@@ -313,6 +313,11 @@ void Fleet::status_acked(const DeviceId& id, std::int64_t seq) {
   pending_acks_.emplace_back(id, seq);
 }
 
+void Fleet::clear_acked(const DeviceId& id) {
+  std::lock_guard lock(flush_mutex_);
+  pending_clear_acks_.push_back(id);
+}
+
 // --- the owner thread -------------------------------------------------------------
 
 void Fleet::watch(const DeviceId& id, const core::DeviceState& state) {
@@ -666,6 +671,15 @@ void Fleet::republish_outbox() {
   if (!pending->empty()) log_info("outbox_republish", {{"statuses", std::to_string(pending->size())}});
   if (publisher_)
     for (const auto& s : pending.value()) publisher_->publish_status(s);
+  auto clears = store_.pending_clears(200000);
+  if (!clears) {
+    ++metrics_.database_errors;
+    log_error("outbox_read_failed", {{"error", clears.error().detail}});
+    return;
+  }
+  if (!clears->empty()) log_info("retained_clears_republish", {{"devices", std::to_string(clears->size())}});
+  if (publisher_)
+    for (const auto& id : clears.value()) publisher_->clear_device(id);
 }
 
 // --- the flusher thread -----------------------------------------------------------
@@ -678,6 +692,8 @@ void Fleet::flusher_loop() {
   // for a merge of thousands of entries.
   std::unordered_map<DeviceId, PendingSeen, core::DeviceIdHash> incoming_seen;
   std::vector<std::pair<DeviceId, std::int64_t>> incoming_acks;
+  std::vector<DeviceId> clear_acks;
+  std::vector<DeviceId> incoming_clear_acks;
   std::vector<std::pair<DeviceId, core::HeartbeatRequest>> incoming_attributes;
   TimePoint last_error_log{};
   std::mutex log_mutex;
@@ -688,6 +704,7 @@ void Fleet::flusher_loop() {
       flush_cv_.wait_for(lock, options_.flush_interval, [&] { return flusher_stopping_; });
       stopping = flusher_stopping_;
       incoming_acks.swap(pending_acks_);
+      incoming_clear_acks.swap(pending_clear_acks_);
       incoming_attributes.swap(pending_attributes_);
     }
     {
@@ -703,6 +720,8 @@ void Fleet::flusher_loop() {
     incoming_seen.clear();
     acks.insert(acks.end(), incoming_acks.begin(), incoming_acks.end());
     incoming_acks.clear();
+    clear_acks.insert(clear_acks.end(), incoming_clear_acks.begin(), incoming_clear_acks.end());
+    incoming_clear_acks.clear();
     attributes.insert(attributes.end(), std::make_move_iterator(incoming_attributes.begin()),
                       std::make_move_iterator(incoming_attributes.end()));
     incoming_attributes.clear();
@@ -744,6 +763,12 @@ void Fleet::flusher_loop() {
     if (!failed && !acks.empty()) {
       if (store_.mark_published(acks))
         acks.clear();
+      else
+        failed = true;
+    }
+    if (!failed && !clear_acks.empty()) {
+      if (store_.clears_done(clear_acks))
+        clear_acks.clear();
       else
         failed = true;
     }

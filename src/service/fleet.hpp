@@ -41,7 +41,8 @@ using core::Result;
 using core::TimePoint;
 
 // Implemented by the MQTT adapter. Calls are non-blocking; the adapter reports
-// broker acknowledgements of status messages back through Fleet::status_acked.
+// broker acknowledgements back through Fleet::status_acked (status messages) and
+// Fleet::clear_acked (a deleted device's cleared topics).
 class StatusPublisher {
  public:
   virtual ~StatusPublisher() = default;
@@ -131,6 +132,8 @@ class Fleet {
   // --- from the MQTT adapter ---
   void broker_connected();
   void status_acked(const DeviceId& id, std::int64_t seq);
+  // The broker confirmed clearing a deleted device's retained topics.
+  void clear_acked(const DeviceId& id);
 
  private:
   struct Event;
@@ -199,6 +202,7 @@ class Fleet {
   // last_seen under the lock it already holds, one global lock per heartbeat.
   std::unordered_map<DeviceId, PendingSeen, core::DeviceIdHash> pending_seen_;
   std::vector<std::pair<DeviceId, std::int64_t>> pending_acks_;
+  std::vector<DeviceId> pending_clear_acks_;
   std::vector<std::pair<DeviceId, core::HeartbeatRequest>> pending_attributes_;
   bool flusher_stopping_ = false;
 

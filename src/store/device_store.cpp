@@ -179,7 +179,13 @@ void DeviceStore::prepare_statements(pqxx::connection& c) {
             "SELECT id::text, name, device_type, hardware_id, status,"
             " (extract(epoch from last_seen) * 1000)::bigint, (extract(epoch from status_changed_at) * 1000)::bigint,"
             " status_reason, status_seq FROM devices WHERE status_seq <> published_seq LIMIT $1");
-  c.prepare("delete", "DELETE FROM devices WHERE id = $1::uuid RETURNING hardware_id");
+  c.prepare("delete",
+            "WITH d AS (DELETE FROM devices WHERE id = $1::uuid RETURNING id, hardware_id),"
+            " t AS (INSERT INTO retained_clears (device_id, deleted_at) SELECT id, now() FROM d"
+            "  ON CONFLICT (device_id) DO NOTHING)"
+            " SELECT hardware_id FROM d");
+  c.prepare("pending_clears", "SELECT device_id::text FROM retained_clears ORDER BY deleted_at LIMIT $1");
+  c.prepare("clears_done", "DELETE FROM retained_clears WHERE device_id = ANY($1::uuid[])");
   c.prepare("history",
             "SELECT from_status, to_status, reason, (extract(epoch from at) * 1000)::bigint"
             " FROM device_status_history WHERE device_id = $1::uuid ORDER BY at DESC, id DESC LIMIT $2");
@@ -483,6 +489,28 @@ Result<std::vector<StoredStatus>> DeviceStore::unpublished(std::size_t limit) {
     for (const auto& row : tx.exec_prepared("unpublished", static_cast<std::int64_t>(limit)))
       out.push_back(to_stored_status(row));
     return out;
+  });
+}
+
+Result<std::vector<DeviceId>> DeviceStore::pending_clears(std::size_t limit) {
+  return guarded("pending_clears", [&](pqxx::connection& c) -> Result<std::vector<DeviceId>> {
+    pqxx::read_transaction tx(c);
+    std::vector<DeviceId> out;
+    for (const auto& row : tx.exec_prepared("pending_clears", static_cast<std::int64_t>(limit)))
+      if (auto id = core::parse_device_id(row[0].c_str())) out.push_back(*id);
+    return out;
+  });
+}
+
+Result<core::Done> DeviceStore::clears_done(const std::vector<DeviceId>& cleared) {
+  if (cleared.empty()) return core::Done{};
+  return guarded("clears_done", [&](pqxx::connection& c) -> Result<core::Done> {
+    ArrayLiteral ids;
+    for (const auto& id : cleared) ids.add(id.to_string());
+    pqxx::work tx(c);
+    tx.exec_prepared("clears_done", ids.str());
+    tx.commit();
+    return core::Done{};
   });
 }
 

@@ -115,6 +115,10 @@ class DeviceStore {
   // Outbox: transitions whose retained message the broker has not acknowledged.
   Result<std::vector<StoredStatus>> unpublished(std::size_t limit);
   Result<core::Done> mark_published(const std::vector<std::pair<DeviceId, std::int64_t>>& acked);
+  // Deleted devices whose retained topics are not yet confirmed cleared (a
+  // DELETE records one in its transaction; see schema/005).
+  Result<std::vector<DeviceId>> pending_clears(std::size_t limit);
+  Result<core::Done> clears_done(const std::vector<DeviceId>& cleared);
 
   Result<core::Done> ping();
 

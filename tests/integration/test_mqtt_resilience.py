@@ -6,7 +6,8 @@
   reconnects by itself, re-subscribes, and publishes the status changes it could
   not publish meanwhile, without a restart of its own.
 - A device deleted while the broker is away leaves no retained topics behind
-  once it returns (Paho buffers publishes while disconnected).
+  once it returns (Paho buffers publishes while disconnected), even if the
+  service crashes before that (the pending clear is stored with the delete).
 """
 from __future__ import annotations
 
@@ -201,4 +202,35 @@ def test_delete_while_the_broker_is_away_clears_the_retained_topics_after_it_ret
     wait_until(lambda: not retained_now(mqtt, status_topic(device_id), broker=broker, strict=False), timeout=10,
                message=lambda: "the deleted device's retained status is still on the broker\n" + svc.log_tail(20))
     assert not retained_now(mqtt, presence_topic(device_id), broker=broker, strict=False)
+    assert [payload_json(m)["status"] for m in retained_now(mqtt, status_topic(keeper), broker=broker)] == ["online"]
+
+
+def test_delete_while_the_broker_is_away_then_a_crash_still_clears_the_retained_topics(start_broker, fleet, mqtt):
+    """Test whether a device deleted while the broker is down, with the service then killed before the broker
+    returns, has its retained topics cleared after the next start (the pending clear is stored with the delete)."""
+    broker = start_broker()
+    svc = fleet(broker=broker)
+    device_id = register_http(svc)["id"]
+    keeper = register_http(svc)["id"]
+    watcher = mqtt(broker=broker, subscribe=status_topic(device_id))
+    wait_status(watcher, device_id, "online", "registered")
+    mqtt(broker=broker).publish(presence_topic(device_id), b"online", qos=1, retain=True)
+    wait_until(lambda: retained_now(mqtt, presence_topic(device_id), broker=broker, strict=False), timeout=10)
+
+    broker.stop()
+    wait_until(lambda: health(svc)["mqtt"] == "disconnected", timeout=10)
+    assert svc.delete(f"/devices/{device_id}").status_code == 204
+    assert psql(svc.database_url, "SELECT device_id::text FROM retained_clears")[0][0] == device_id
+    svc.kill()  # the clear Paho buffered is gone with the process
+    broker.start()
+    assert retained_now(mqtt, status_topic(device_id), broker=broker)  # the ghost is on the broker
+
+    svc.start()
+    wait_mqtt_ready(svc, mqtt, broker=broker)
+    wait_until(lambda: not retained_now(mqtt, status_topic(device_id), broker=broker, strict=False), timeout=10,
+               message=lambda: "the deleted device's retained status is still on the broker\n" + svc.log_tail(20))
+    assert not retained_now(mqtt, presence_topic(device_id), broker=broker, strict=False)
+    assert "retained_clears_republish devices=1" in svc.log_text()
+    # Acknowledged, so the pending clear is gone; the other device is untouched.
+    wait_until(lambda: psql(svc.database_url, "SELECT count(*) FROM retained_clears")[0][0] == "0", timeout=10)
     assert [payload_json(m)["status"] for m in retained_now(mqtt, status_topic(keeper), broker=broker)] == ["online"]
