@@ -180,9 +180,9 @@ def test_devices_get_a_full_window_after_a_service_restart(fleet, mqtt):
     assert [d["status"] for d in status_docs(watcher, keeper_id)] == ["online"]
 
 
-def test_delete_while_the_broker_is_away_clears_the_retained_topics_after_it_returns(start_broker, fleet, mqtt):
-    """Test whether a device deleted while the broker is down leaves no retained status or presence behind once
-    the broker is back (no ghost device on dashboards)."""
+def deleted_while_the_broker_is_away(start_broker, fleet, mqtt):
+    """Two registered devices, the first with a retained status and presence; the
+    broker stopped; the first deleted. Returns (broker, service, deleted id, kept id)."""
     broker = start_broker()
     svc = fleet(broker=broker)
     device_id = register_http(svc)["id"]
@@ -195,6 +195,13 @@ def test_delete_while_the_broker_is_away_clears_the_retained_topics_after_it_ret
     broker.stop()
     wait_until(lambda: health(svc)["mqtt"] == "disconnected", timeout=10)
     assert svc.delete(f"/devices/{device_id}").status_code == 204
+    return broker, svc, device_id, keeper
+
+
+def test_delete_while_the_broker_is_away_clears_the_retained_topics_after_it_returns(start_broker, fleet, mqtt):
+    """Test whether a device deleted while the broker is down leaves no retained status or presence behind once
+    the broker is back (no ghost device on dashboards)."""
+    broker, svc, device_id, keeper = deleted_while_the_broker_is_away(start_broker, fleet, mqtt)
     broker.start()  # with its persisted retained messages: the ghost is back on the broker
     wait_until(lambda: health(svc)["mqtt"] == "connected", timeout=40,
                message=lambda: "service did not reconnect\n" + svc.log_tail(20))
@@ -208,18 +215,7 @@ def test_delete_while_the_broker_is_away_clears_the_retained_topics_after_it_ret
 def test_delete_while_the_broker_is_away_then_a_crash_still_clears_the_retained_topics(start_broker, fleet, mqtt):
     """Test whether a device deleted while the broker is down, with the service then killed before the broker
     returns, has its retained topics cleared after the next start (the pending clear is stored with the delete)."""
-    broker = start_broker()
-    svc = fleet(broker=broker)
-    device_id = register_http(svc)["id"]
-    keeper = register_http(svc)["id"]
-    watcher = mqtt(broker=broker, subscribe=status_topic(device_id))
-    wait_status(watcher, device_id, "online", "registered")
-    mqtt(broker=broker).publish(presence_topic(device_id), b"online", qos=1, retain=True)
-    wait_until(lambda: retained_now(mqtt, presence_topic(device_id), broker=broker, strict=False), timeout=10)
-
-    broker.stop()
-    wait_until(lambda: health(svc)["mqtt"] == "disconnected", timeout=10)
-    assert svc.delete(f"/devices/{device_id}").status_code == 204
+    broker, svc, device_id, keeper = deleted_while_the_broker_is_away(start_broker, fleet, mqtt)
     assert psql(svc.database_url, "SELECT device_id::text FROM retained_clears")[0][0] == device_id
     svc.kill()  # the clear Paho buffered is gone with the process
     broker.start()
