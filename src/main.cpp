@@ -53,21 +53,31 @@ bool prepare_database(store::ConnectionPool& pool, const sigset_t& signals) {
 }
 
 // Waits, as a standby, until this process holds the active-instance lock; false
-// if asked to stop meanwhile.
-bool become_active(store::InstanceLock& lock, const sigset_t& signals) {
+// if asked to stop meanwhile. While it waits, `standby` answers on the HTTP port.
+bool become_active(store::InstanceLock& lock, const sigset_t& signals, http::StandbyHttp& standby) {
   auto last_log = std::chrono::steady_clock::time_point{};
   auto last_state = store::InstanceLock::State::held;
+  bool standby_tried = false;  // started once; a failure to bind is logged, not retried
   while (true) {
     const auto state = lock.try_acquire();
     if (state == store::InstanceLock::State::held) {
+      standby.stop();
       if (last_log != std::chrono::steady_clock::time_point{}) service::log_info("standby_ended", {{"role", "active"}});
       return true;
+    }
+    if (state == store::InstanceLock::State::taken && !standby_tried) {
+      standby_tried = true;
+      try {
+        standby.start();
+      } catch (const std::exception& e) {
+        service::log_warn("standby_http_not_served", {{"error", e.what()}});
+      }
     }
     const auto now = std::chrono::steady_clock::now();
     if (state != last_state || now - last_log >= std::chrono::seconds(60)) {
       if (state == store::InstanceLock::State::taken)
         service::log_warn("standby", {{"reason", "another fleet-manager instance is active on this database"},
-                                      {"note", "taking over when it stops; checked every second"}});
+                                      {"note", "taking over when it stops; checked every second; /health answers 503 standby"}});
       else
         service::log_warn("database_not_ready", {{"step", "active-instance lock"}, {"retry_in_ms", "1000"}});
       last_log = now;
@@ -130,7 +140,10 @@ int main(int argc, char** argv) {
                              store::DeviceStore::prepare_statements);
   if (!prepare_database(pool, signals)) return 0;
   store::InstanceLock instance_lock(config.database_url);
-  if (!become_active(instance_lock, signals)) return 0;
+  {
+    http::StandbyHttp standby(config);
+    if (!become_active(instance_lock, signals, standby)) return 0;
+  }
   store::DeviceStore store(pool);
   service::Metrics metrics;
 

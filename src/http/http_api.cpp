@@ -455,23 +455,52 @@ int HttpApi::start() {
   const int threads = config_.http_threads;
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<std::size_t>(threads)); };
   if (!config_.web_root.empty()) server_->set_mount_point("/", config_.web_root);
+  return bind_and_serve(*server_, config_, thread_);
+}
+
+int bind_and_serve(httplib::Server& server, const core::Config& config, std::thread& thread) {
   auto listen_fd = std::make_shared<int>(-1);
-  server_->set_socket_options([listen_fd](socket_t sock) {
+  server.set_socket_options([listen_fd](socket_t sock) {
     httplib::default_socket_options(sock);
     *listen_fd = sock;
   });
-  int port = config_.http_port;
+  int port = config.http_port;
   if (port == 0) {
-    port = server_->bind_to_any_port(config_.http_host);
-  } else if (!server_->bind_to_port(config_.http_host, port)) {
+    port = server.bind_to_any_port(config.http_host);
+  } else if (!server.bind_to_port(config.http_host, port)) {
     port = -1;
   }
   if (port < 0)
-    throw std::runtime_error("cannot listen on " + config_.http_host + ":" + std::to_string(config_.http_port) +
+    throw std::runtime_error("cannot listen on " + config.http_host + ":" + std::to_string(config.http_port) +
                              " (in use, or not permitted)");
   if (*listen_fd >= 0) ::listen(*listen_fd, 1024);
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  thread = std::thread([&server] { server.listen_after_bind(); });
   return port;
+}
+
+StandbyHttp::StandbyHttp(const core::Config& config)
+    : config_(config), server_(std::make_unique<httplib::Server>()) {
+  auto answer = [](const httplib::Request& req, httplib::Response& res) {
+    if (req.path == "/health")
+      return send_json(res, 503, {{"status", "standby"}, {"database", "ok"}, {"mqtt", "disconnected"}, {"devices", 0}});
+    send_json(res, 503, {{"error", "unavailable"},
+                         {"detail", "this instance is a standby: another fleet-manager is active on this database"}});
+  };
+  server_->Get(".*", answer);
+  server_->Post(".*", answer);
+  server_->Put(".*", answer);
+  server_->Patch(".*", answer);
+  server_->Delete(".*", answer);
+  server_->set_keep_alive_timeout(2);
+}
+
+StandbyHttp::~StandbyHttp() { stop(); }
+
+int StandbyHttp::start() { return bind_and_serve(*server_, config_, thread_); }
+
+void StandbyHttp::stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
 }
 
 void HttpApi::stop() {

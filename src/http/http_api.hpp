@@ -21,7 +21,7 @@
 namespace httplib {
 class Server;
 struct Request;
-}
+}  // namespace httplib
 
 namespace maestra::http {
 
@@ -54,6 +54,27 @@ class HttpApi {
   std::mutex throttle_mutex_;
   core::AuthThrottle throttle_;
 };
+
+// While this instance waits as a standby (store/instance_lock), its HTTP port
+// still answers, so load balancers and monitors can tell a live standby from a
+// dead process: GET /health is 503 {"status":"standby",...}; everything else is
+// 503 with the JSON error body. Stopped before the real API binds the port.
+class StandbyHttp {
+ public:
+  explicit StandbyHttp(const core::Config& config);
+  ~StandbyHttp();
+  int start();  // throws std::runtime_error like HttpApi::start
+  void stop();
+
+ private:
+  const core::Config& config_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+};
+
+// Binds the server to MAESTRA_HTTP_HOST:PORT with a deep listen backlog and
+// serves it on `thread`; returns the port. Throws std::runtime_error (one line).
+int bind_and_serve(httplib::Server& server, const core::Config& config, std::thread& thread);
 
 int http_status(core::ErrorKind kind);
 

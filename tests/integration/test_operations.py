@@ -96,6 +96,12 @@ def test_standby_takes_over_the_fleet_when_the_active_instance_crashes(start_ser
                                                     "hardware_id": "ha-1"}).json()
     standby = start_service(database_url=url, wait=False)
     wait_until(lambda: "standby" in standby.log_text(), timeout=10)
+    # A live standby answers on its port, so monitors can tell it from a dead process.
+    health = wait_until(lambda: [standby.get("/health", timeout=2)], timeout=10,
+                        ignore=(requests.ConnectionError,))[0]  # a list: a 503 Response is falsy
+    assert health.status_code == 503 and health.json()["status"] == "standby"
+    refused = standby.get(f"/devices/{device['id']}")
+    assert refused.status_code == 503 and refused.json()["error"] == "unavailable"
     active.kill()
     killed = time.monotonic()
     standby.wait_healthy(timeout=10)
