@@ -32,6 +32,14 @@ core::TimePoint system_now() {
   return std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
 }
 
+// Waits up to `timeout` for SIGTERM/SIGINT (blocked in every thread); returns
+// the signal taken, or 0 when the time ran out.
+int wait_for_signal(const sigset_t& signals, std::chrono::milliseconds timeout) {
+  const timespec wait{static_cast<time_t>(timeout.count() / 1000), static_cast<long>((timeout.count() % 1000) * 1000000)};
+  const int taken = sigtimedwait(&signals, nullptr, &wait);
+  return taken > 0 ? taken : 0;
+}
+
 // Waits for the database and applies migrations; false if asked to stop meanwhile.
 bool prepare_database(store::ConnectionPool& pool, const sigset_t& signals) {
   auto delay = std::chrono::milliseconds(500);
@@ -46,8 +54,7 @@ bool prepare_database(store::ConnectionPool& pool, const sigset_t& signals) {
                                                {"error", e.what()},
                                                {"retry_in_ms", std::to_string(delay.count())}});
     }
-    timespec wait{static_cast<time_t>(delay.count() / 1000), static_cast<long>((delay.count() % 1000) * 1000000)};
-    if (sigtimedwait(&signals, nullptr, &wait) > 0) return false;
+    if (wait_for_signal(signals, delay)) return false;
     delay = std::min(delay * 2, std::chrono::milliseconds(10000));
   }
 }
@@ -83,8 +90,7 @@ bool become_active(store::InstanceLock& lock, const sigset_t& signals, http::Sta
       last_log = now;
       last_state = state;
     }
-    const timespec wait{1, 0};
-    if (sigtimedwait(&signals, nullptr, &wait) > 0) return false;
+    if (wait_for_signal(signals, std::chrono::seconds(1))) return false;
   }
 }
 
@@ -190,9 +196,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   auto lock_warned = std::chrono::steady_clock::time_point{};
   while (true) {
-    const timespec wait{2, 0};
-    const int signal_number = sigtimedwait(&signals, nullptr, &wait);
-    if (signal_number > 0) {
+    if (const int signal_number = wait_for_signal(signals, std::chrono::seconds(2))) {
       service::log_info("shutting_down", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
       break;
     }

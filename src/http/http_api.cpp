@@ -355,8 +355,10 @@ void HttpApi::install_routes() {
       }
       const_cast<httplib::Request&>(req).matches = match;
       const bool throttled = route.checks_secret && config_.auth_failure_limit > 0;
-      if (throttled) {
-        const auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
+      const auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
+      // The common case, no address blocked right now, takes no lock: every
+      // heartbeat passes here.
+      if (throttled && now.time_since_epoch().count() < blocked_until_ms_.load()) {
         core::Millis wait{0};
         {
           std::lock_guard lock(throttle_mutex_);
@@ -387,9 +389,13 @@ void HttpApi::install_routes() {
         }
       }();
       if (throttled && (res.status == 401 || res.status == 403)) {
-        const auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
         std::lock_guard lock(throttle_mutex_);
         throttle_.record_failure(req.remote_addr, now);
+        const auto blocked_for = throttle_.retry_after(req.remote_addr, now);
+        if (blocked_for > core::Millis{0}) {
+          const auto until = (now + blocked_for).time_since_epoch().count();
+          if (until > blocked_until_ms_.load(std::memory_order_relaxed)) blocked_until_ms_.store(until);
+        }
       }
       return;
     }

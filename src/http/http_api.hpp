@@ -53,6 +53,9 @@ class HttpApi {
   std::string openapi_;
   std::mutex throttle_mutex_;
   core::AuthThrottle throttle_;
+  // The latest end of any address's block (ms since the epoch): past it, no
+  // address is blocked and requests skip the throttle's lock.
+  std::atomic<std::int64_t> blocked_until_ms_{0};
 };
 
 // While this instance waits as a standby (store/instance_lock), its HTTP port

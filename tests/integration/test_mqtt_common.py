@@ -189,6 +189,15 @@ def wait_status(client, device_id: str, status: str, reason: str | None = None, 
     return message, payload_json(message)
 
 
+def registered_and_watched(svc, mqtt, broker=None) -> tuple[str, Any]:
+    """A device registered over HTTP and a client subscribed to its status topic,
+    returned once the `online` (registered) document has arrived: (device id, client)."""
+    device_id = register_http(svc)["id"]
+    watcher = mqtt(broker=broker, subscribe=status_topic(device_id))
+    wait_status(watcher, device_id, "online", "registered")
+    return device_id, watcher
+
+
 def check_status_document(doc: dict, record: dict) -> None:
     """The status document has DESIGN's fields and agrees with the device record."""
     assert set(doc) == {"device_id", "name", "device_type", "hardware_id", "status", "last_seen",

@@ -16,6 +16,7 @@ from test_mqtt_common import (
     metrics,
     ms,
     register_http,
+    registered_and_watched,
     status_topic,
     ts,
     wait_status,
@@ -88,9 +89,7 @@ def test_json_heartbeat_updates_attributes(fleet, mqtt):
 def test_http_and_mqtt_heartbeats_follow_the_same_rules(fleet, mqtt):
     """Test whether an error reported over HTTP is published retained and cleared by a plain MQTT heartbeat."""
     svc = fleet()
-    device_id = register_http(svc)["id"]
-    watcher = mqtt(subscribe=status_topic(device_id))
-    wait_status(watcher, device_id, "online", "registered")
+    device_id, watcher = registered_and_watched(svc, mqtt)
 
     r = svc.post("/devices/heartbeat", json={"device_id": device_id, "status": "error"})
     assert r.status_code == 200, r.text

@@ -20,6 +20,7 @@ from test_mqtt_common import (
     payload_json,
     presence_topic,
     register_http,
+    registered_and_watched,
     rejected,
     restart_ready,
     retained_now,
@@ -39,10 +40,8 @@ def clear_retained(client, topic: str) -> None:
 def test_will_marks_device_offline_and_birth_brings_it_back(fleet, mqtt):
     """Test whether a device's will marks it offline (reason will) and its next birth marks it online."""
     svc = fleet()
-    device_id = register_http(svc)["id"]
+    device_id, watcher = registered_and_watched(svc, mqtt)
     presence = presence_topic(device_id)
-    watcher = mqtt(subscribe=status_topic(device_id))
-    wait_status(watcher, device_id, "online", "registered")
 
     device = mqtt(will=(presence, b"offline", 1, True))
     device.publish(presence, b"online", qos=1, retain=True)
@@ -67,10 +66,8 @@ def test_will_marks_device_offline_and_birth_brings_it_back(fleet, mqtt):
 def test_old_session_will_after_new_birth_is_ignored(fleet, mqtt):
     """Test whether a will from an older session that arrives after a newer birth is ignored."""
     svc = fleet()
-    device_id = register_http(svc)["id"]
+    device_id, watcher = registered_and_watched(svc, mqtt)
     presence = presence_topic(device_id)
-    watcher = mqtt(subscribe=status_topic(device_id))
-    wait_status(watcher, device_id, "online", "registered")
     device = mqtt()
     stale_before = rejected(svc)["stale_will"]
 
@@ -94,10 +91,8 @@ def test_old_session_will_after_new_birth_is_ignored(fleet, mqtt):
 def test_explicit_offline_disconnect_gives_reason_disconnect(fleet, mqtt):
     """Test whether an explicit {"state":"offline","reason":"disconnect"} marks the device offline with reason disconnect."""
     svc = fleet()
-    device_id = register_http(svc)["id"]
+    device_id, watcher = registered_and_watched(svc, mqtt)
     presence = presence_topic(device_id)
-    watcher = mqtt(subscribe=status_topic(device_id))
-    wait_status(watcher, device_id, "online", "registered")
     device = mqtt(will=(presence, json.dumps({"state": "offline", "session": 7}), 1, True))
     device.publish(presence, {"state": "online", "session": 7}, qos=1, retain=True)
     device.publish(presence, {"state": "offline", "session": 7, "reason": "disconnect"}, qos=1, retain=True)
@@ -113,10 +108,8 @@ def test_explicit_offline_disconnect_gives_reason_disconnect(fleet, mqtt):
 def test_presence_never_overrides_maintenance(fleet, mqtt):
     """Test whether a will during maintenance keeps the status maintenance and clearing maintenance recomputes offline."""
     svc = fleet()
-    device_id = register_http(svc)["id"]
+    device_id, watcher = registered_and_watched(svc, mqtt)
     presence = presence_topic(device_id)
-    watcher = mqtt(subscribe=status_topic(device_id))
-    wait_status(watcher, device_id, "online", "registered")
 
     assert patch_device(svc, device_id, {"status": "maintenance"})["status"] == "maintenance"
     wait_status(watcher, device_id, "maintenance", "admin")
@@ -170,10 +163,8 @@ def test_silent_device_times_out_within_offline_after_plus_one_second(fleet, mqt
 def test_old_session_will_is_ignored_across_a_service_restart(fleet, mqtt):
     """Test whether a will of an older session is still ignored when it arrives after the service restarted."""
     svc = fleet()
-    device_id = register_http(svc)["id"]
+    device_id, watcher = registered_and_watched(svc, mqtt)
     presence = presence_topic(device_id)
-    watcher = mqtt(subscribe=status_topic(device_id))
-    wait_status(watcher, device_id, "online", "registered")
     device = mqtt()
     device.publish(presence, {"state": "online", "session": 2}, qos=1)
     wait_until(lambda: ts(get_device(svc, device_id)["last_seen"]) > ts(get_device(svc, device_id)["created_at"]),

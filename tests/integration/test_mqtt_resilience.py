@@ -28,6 +28,7 @@ from test_mqtt_common import (
     payload_json,
     presence_topic,
     register_http,
+    registered_and_watched,
     retained_now,
     status_docs,
     status_topic,
@@ -89,9 +90,7 @@ def test_broker_restart_under_running_service(start_broker, fleet, mqtt, broker_
     broker = start_broker()
     svc = fleet(broker=broker)
     pid = svc.pid
-    device_id = register_http(svc)["id"]
-    watcher = mqtt(broker=broker, subscribe=status_topic(device_id))
-    wait_status(watcher, device_id, "online", "registered")
+    device_id, watcher = registered_and_watched(svc, mqtt, broker=broker)
     assert metrics(svc)[("maestra_mqtt_reconnects_total", "")] == 0
 
     broker.stop(broker_signal)
@@ -134,9 +133,7 @@ def test_status_unpublished_at_a_crash_is_published_after_the_next_start(start_b
     """Test whether a status stored while the broker was away and then lost in a service crash is published on the next start."""
     broker = start_broker()
     svc = fleet(broker=broker)
-    device_id = register_http(svc)["id"]
-    watcher = mqtt(broker=broker, subscribe=status_topic(device_id))
-    wait_status(watcher, device_id, "online", "registered")
+    device_id, watcher = registered_and_watched(svc, mqtt, broker=broker)
 
     broker.stop()
     wait_until(lambda: health(svc)["mqtt"] == "disconnected", timeout=10)
@@ -185,10 +182,8 @@ def deleted_while_the_broker_is_away(start_broker, fleet, mqtt):
     broker stopped; the first deleted. Returns (broker, service, deleted id, kept id)."""
     broker = start_broker()
     svc = fleet(broker=broker)
-    device_id = register_http(svc)["id"]
+    device_id, _ = registered_and_watched(svc, mqtt, broker=broker)
     keeper = register_http(svc)["id"]
-    watcher = mqtt(broker=broker, subscribe=status_topic(device_id))
-    wait_status(watcher, device_id, "online", "registered")
     mqtt(broker=broker).publish(presence_topic(device_id), b"online", qos=1, retain=True)
     wait_until(lambda: retained_now(mqtt, presence_topic(device_id), broker=broker, strict=False), timeout=10)
 

@@ -6,8 +6,7 @@ dashboard account, and TLS with a throwaway CA made by openssl at test time."""
 from __future__ import annotations
 
 import base64
-import json
-import shutil
+import http.client
 import subprocess
 import time
 import uuid
@@ -15,9 +14,8 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-import requests
 
-from harness import (HOST, REPO, MosquittoBroker, MqttClient, ServiceFactory, WaitTimeout, free_port, psql_value,
+from harness import (HOST, REPO, MosquittoBroker, MqttClient, ServiceFactory, free_port, psql_value,
                      render_mosquitto_conf, wait_until)
 
 ADMIN_TOKEN = "admin-" + uuid.uuid4().hex
@@ -187,7 +185,7 @@ def test_forged_status_never_reaches_dashboards(stack):
     forger, _ = connect(broker, a["mqtt"]["username"], a["mqtt"]["password"])
     forger.client.publish(f"maestra/devices/{a['id']}/status", b'{"status":"FORGED"}', qos=1, retain=True).wait_for_publish(5)
     forger.client.publish("maestra/fleet/status", b'{"status":"FORGED"}', qos=1, retain=True).wait_for_publish(5)
-    forger.client.publish(f"maestra/hardware/sec-forger/registration", b'{"id":"FORGED"}', qos=1).wait_for_publish(5)
+    forger.client.publish("maestra/hardware/sec-forger/registration", b'{"id":"FORGED"}', qos=1).wait_for_publish(5)
     service.patch(f"/devices/{a['id']}", json={"status": "maintenance"}, headers=ADMIN)
     dashboard.wait_for(f"maestra/devices/{a['id']}/status", lambda m: b"maintenance" in m.payload, timeout=5)
     assert not [m for m in dashboard.received() if b"FORGED" in m.payload]
@@ -348,7 +346,6 @@ def test_refused_credentials_are_throttled_per_address(start_service):
     metrics = svc.get("/metrics").text
     assert 'maestra_rejected_total{reason="throttled"} 2' in metrics
     # Another address (loopback 127.0.0.2) is not throttled.
-    import http.client
     conn = http.client.HTTPConnection(svc.host, svc.port, timeout=10, source_address=("127.0.0.2", 0))
     conn.request("GET", "/devices", headers=good)
     assert conn.getresponse().status == 200
