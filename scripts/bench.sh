@@ -153,9 +153,12 @@ mkdir -p "$RUN_DIR" || exit 1
 RAW="$RUN_DIR/raw.jsonl"
 : >"$RAW"
 # Postgres (which runs as the postgres user when we are root) needs a folder it
-# can enter: a temp folder under /tmp rather than the repository.
-TMP="$(mktemp -d /tmp/maestra-bench.XXXXXX)" || exit 1
+# can enter: its data, socket and log live in a temp folder under /tmp (or
+# $MAESTRA_PG_TMPDIR, as for the integration tests), never under the clone, which
+# may sit in a mode-700 home. The log is copied into the run folder at the end.
+TMP="$(mktemp -d "${MAESTRA_PG_TMPDIR:-/tmp}/maestra-bench.XXXXXX")" || exit 1
 chmod 755 "$TMP"
+PG_LOG="$TMP/pg/postgres.log"
 BEGAN=$SECONDS
 
 say() { printf '[bench %3ds] %s\n' "$((SECONDS - BEGAN))" "$*" >&2; }
@@ -195,6 +198,7 @@ cleanup() {
   for pid in "${SERVICE_PIDS[@]}"; do stop_pid "$pid" 15 TERM; done
   for f in "${BROKER_PIDFILES[@]}"; do mosquitto_stop "$f"; done
   ((PG_STARTED)) && pg_stop_cluster "$PG_DATA"
+  [[ -f "$PG_LOG" ]] && cp "$PG_LOG" "$RUN_DIR/postgres.log" 2>/dev/null
   if ((KEEP)); then say "kept $TMP"; else rm -rf "$TMP"; fi
 }
 on_signal() {
@@ -246,10 +250,10 @@ start_postgres() {
   PG_PORT="$(first_free_port 25432)"
   mkdir -p "$TMP/pg"
   pg_own "$TMP/pg"
-  pg_init_cluster "$PG_DATA" >/dev/null 2>&1 || { tail -n 20 "$RUN_DIR/postgres.log" >&2; return 1; }
+  pg_init_cluster "$PG_DATA" >"$TMP/initdb.log" 2>&1 || { tail -n 20 "$TMP/initdb.log" >&2; return 1; }
   # Postgres' defaults for durability (fsync, synchronous_commit, full_page_writes
   # all on): what a deployment runs. The naive pgbench side runs on the same cluster.
-  pg_start_cluster "$PG_DATA" "$PG_PORT" "$TMP/pg/sock" "$RUN_DIR/postgres.log" \
+  pg_start_cluster "$PG_DATA" "$PG_PORT" "$TMP/pg/sock" "$PG_LOG" \
     "-c max_connections=200 -c shared_buffers=256MB" || return 1
   PG_STARTED=1
 }

@@ -1,6 +1,7 @@
 # scripts/lib.sh — shared shell helpers of the tooling (owned by the tooling,
-# sourced by scripts/run.sh and scripts/test.sh, not executed on its own):
-# Debian package install, the CMake build, a private Postgres 15 cluster and a
+# sourced by scripts/run.sh, scripts/test.sh and scripts/bench.sh, not executed on
+# its own): Debian package install, the dashboard's npm packages, the CMake build,
+# run.sh's state folder and its checks, a private Postgres 15 cluster and a
 # private Mosquitto broker, all on loopback.
 # shellcheck shell=bash
 
@@ -15,7 +16,6 @@ MAESTRA_DEBIAN_PACKAGES="build-essential cmake pkg-config
 
 MAESTRA_REPO="${MAESTRA_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 MAESTRA_BUILD_DIR="${MAESTRA_BUILD_DIR:-$MAESTRA_REPO/build}"
-MAESTRA_RUN_DIR="${MAESTRA_RUN_DIR:-$MAESTRA_REPO/.run}"
 MAESTRA_BIND_ADDRESS="${MAESTRA_BIND_ADDRESS:-127.0.0.1}"
 PG_BIN="${PG_BIN:-/usr/lib/postgresql/15/bin}"
 
@@ -27,6 +27,114 @@ is_root() { [[ "$(id -u)" -eq 0 ]]; }
 # Run a command as root: directly when we are root, through sudo otherwise.
 as_root() {
   if is_root; then "$@"; else sudo "$@"; fi
+}
+
+# require_root_for WHAT: succeed when we are root or sudo works (asking for the
+# password when there is a terminal); otherwise say why in one line and fail.
+require_root_for() {
+  local why
+  is_root && return 0
+  if ! command -v sudo >/dev/null 2>&1; then
+    why="sudo is not installed: run this as root, or have root install sudo"
+  elif sudo -n true 2>/dev/null; then
+    return 0
+  elif [[ ! -t 0 ]]; then
+    why="sudo asks for a password and there is no terminal: run it once from a terminal, or as root"
+  else
+    log "$1 needs root: sudo may ask for your password"
+    sudo -v && return 0
+    why="sudo refused (is $(id -un) in the sudo group?)"
+  fi
+  printf '[maestra] error: %s needs root, and %s\n' "$1" "$why" >&2
+  return 1
+}
+
+# --- run.sh's state folder ---------------------------------------------------------------
+# scripts/run.sh keeps its Postgres cluster, broker persistence, secrets and logs
+# in one folder per clone, which must survive a restart and which Postgres (run
+# as the `postgres` user when we are root) must be able to enter. A clone often
+# sits in a mode-700 home (/root/maestra), so the folder is not inside the clone:
+#   root:        /var/lib/maestra/<clone folder name>-<8 hex of the clone's path>
+#   other users: ${XDG_STATE_HOME:-~/.local/state}/maestra/<same> (Postgres runs as
+#                that user, so a private home is fine)
+# A clone that already has a cluster in .run/ (the old place) keeps using it.
+# MAESTRA_RUN_DIR overrides all of this.
+
+# The first folder on the way to PATH (PATH included) that a user other than
+# its owner and group cannot enter (no x bit for others), or nothing. Used as
+# root, where Postgres runs as `postgres`, before that user may even exist.
+first_closed_folder() {
+  local path="$1" part="" perms p
+  local -a parts
+  IFS=/ read -r -a parts <<<"${path#/}"
+  for p in "${parts[@]}"; do
+    [[ -n "$p" ]] || continue
+    part="$part/$p"
+    [[ -d "$part" ]] || break
+    perms="$(stat -L -c %A "$part")"
+    if [[ "${perms:9:1}" != x && "${perms:9:1}" != t ]]; then
+      # Owned by postgres (a cluster folder from an earlier run) is fine.
+      [[ "$(stat -L -c %U "$part")" == postgres ]] || { echo "$part"; return 0; }
+    fi
+  done
+}
+
+default_run_dir() {
+  local real name hash
+  real="$(cd "$MAESTRA_REPO" && pwd -P)"
+  if [[ -f "$real/.run/postgres/PG_VERSION" ]] && { ! is_root || [[ -z "$(first_closed_folder "$real/.run")" ]]; }; then
+    echo "$real/.run"
+    return 0
+  fi
+  name="${real##*/}"
+  name="${name//[^A-Za-z0-9._-]/_}"
+  hash="$(printf '%s' "$real" | sha256sum | cut -c1-8)"
+  if is_root; then
+    echo "/var/lib/maestra/$name-$hash"
+  else
+    echo "${XDG_STATE_HOME:-${HOME:-/nonexistent}/.local/state}/maestra/$name-$hash"
+  fi
+}
+MAESTRA_RUN_DIR="${MAESTRA_RUN_DIR:-$(default_run_dir)}"
+
+# prepare_run_dir DIR NEED_POSTGRES: create the state folder and check, before
+# anything slow happens, that what will run there can use it. Stops with one
+# line when it cannot.
+prepare_run_dir() {
+  local dir="$1" need_pg="$2" closed
+  [[ "$dir" == /* ]] || die "MAESTRA_RUN_DIR must be an absolute path (got '$dir')"
+  if [[ "$dir" == /var/lib/maestra/* ]] && ! is_root; then
+    require_root_for "creating the state folder $dir" || exit 1
+    { as_root mkdir -p "$dir" && as_root chown "$(id -u):$(id -g)" "$dir"; } ||
+      die "cannot create the state folder $dir"
+  fi
+  if is_root && [[ "$dir" == /var/lib/maestra/* ]]; then
+    [[ -d /var/lib/maestra ]] || mkdir -m 755 /var/lib/maestra || die "cannot create /var/lib/maestra"
+  fi
+  mkdir -p "$dir" 2>/dev/null || die "cannot create the state folder $dir (set MAESTRA_RUN_DIR to a folder you can write)"
+  [[ -w "$dir" ]] || die "the state folder $dir is not writable by $(id -un) (set MAESTRA_RUN_DIR to another folder)"
+  if is_root && ((need_pg)); then
+    chmod o+x "$dir" 2>/dev/null || true
+    closed="$(first_closed_folder "$dir")"
+    [[ -z "$closed" ]] || die "Postgres runs as the postgres user, which cannot enter $closed ($(stat -c %A "$closed")), so it cannot use the state folder $dir: unset MAESTRA_RUN_DIR (default /var/lib/maestra/...) or pick a folder outside $closed"
+    if id postgres >/dev/null 2>&1 && ! runuser -u postgres -- test -x "$dir" 2>/dev/null; then
+      die "the postgres user cannot enter the state folder $dir (ACL, mount option?): set MAESTRA_RUN_DIR to a folder under /var/lib or /tmp"
+    fi
+  fi
+}
+
+# run_dir_lock DIR: hold DIR/run.lock (flock) for the life of this shell, so one
+# run.sh runs per state folder; a second one stops at once with the first's pid.
+# The lock is on fd 9: long-lived children (Postgres, Mosquitto, fleet-manager)
+# are started with fd 9 closed, so a process left behind never holds the lock.
+run_dir_lock() {
+  local lock="$1/run.lock" other
+  exec 9<>"$lock" || die "cannot open $lock"
+  if ! flock -n 9; then
+    other="$(head -n 1 "$lock" 2>/dev/null)"
+    die "scripts/run.sh is already running for this clone (pid ${other:-unknown}, state folder $1): stop it (Ctrl-C there, or kill -TERM ${other:-<pid>}) or use another MAESTRA_RUN_DIR"
+  fi
+  printf '%s\n' "$$" >"$lock"
 }
 
 # --- Debian packages ------------------------------------------------------------------
@@ -51,10 +159,35 @@ install_dependencies() {
     log "all Debian packages present"
     return 0
   fi
+  require_root_for "installing ${#missing[@]} missing Debian packages (${missing[*]})" || return 1
   log "installing missing Debian packages: ${missing[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
-    install -y --no-install-recommends "${missing[@]}"
+    install -y --no-install-recommends "${missing[@]}" && return 0
+  printf '[maestra] error: apt-get could not install %s (its output is above)\n' "${missing[*]}" >&2
+  return 1
+}
+
+# --- the dashboard's npm packages ----------------------------------------------------------
+
+# install_dashboard: `npm ci` in examples/dashboard (MQTT.js, which the page loads
+# from node_modules/, and playwright-core for the browser test) from the committed
+# lock file, when node_modules is missing or older than package-lock.json. npm
+# writes node_modules/.package-lock.json on every install, so its age says when
+# the last install was.
+dashboard_installed() {
+  local dir="$MAESTRA_REPO/examples/dashboard"
+  [[ -f "$dir/node_modules/mqtt/dist/mqtt.min.js" && -f "$dir/node_modules/.package-lock.json" &&
+     ! "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]]
+}
+install_dashboard() {
+  local dir="$MAESTRA_REPO/examples/dashboard"
+  [[ -f "$dir/package-lock.json" ]] || return 0
+  dashboard_installed && return 0
+  command -v npm >/dev/null 2>&1 || { log "npm is missing (Debian package nodejs/npm)"; return 1; }
+  log "npm ci in examples/dashboard (MQTT.js for the dashboard, from package-lock.json)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error 9>&-) >&2 || return 1
+  dashboard_installed || { log "npm ci ran, but node_modules/mqtt/dist/mqtt.min.js is missing"; return 1; }
 }
 
 # --- build ------------------------------------------------------------------------------
@@ -141,8 +274,10 @@ stop_pid() {
 # As root, initdb/pg_ctl/postgres refuse to run, so they run as the `postgres`
 # user and everything they write (data, socket folder, log file) is owned by it.
 
+# From /, so that a current folder the postgres user cannot enter (a clone in a
+# mode-700 home) does not make initdb and pg_ctl complain.
 pg_run() {
-  if is_root; then runuser -u postgres -- "$@"; else "$@"; fi
+  if is_root; then (cd / && runuser -u postgres -- "$@" 9>&-); else "$@" 9>&-; fi
 }
 
 # Make PATH (a folder, or a file with `file`) writable by the Postgres user.
@@ -223,7 +358,7 @@ mosquitto_render_conf() {
 mosquitto_start() {
   local conf="$1" port="$2" logfile="$3" pidfile="$4"
   mkdir -p "$(dirname "$logfile")"
-  setsid mosquitto -c "$conf" >>"$logfile" 2>&1 </dev/null &
+  setsid mosquitto -c "$conf" >>"$logfile" 2>&1 </dev/null 9>&- &
   MAESTRA_MOSQUITTO_PID=$!
   echo "$MAESTRA_MOSQUITTO_PID" >"$pidfile"
   if ! wait_for_port "$port" 20 "$MAESTRA_MOSQUITTO_PID"; then

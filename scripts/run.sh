@@ -1,35 +1,72 @@
 #!/usr/bin/env bash
-# scripts/run.sh — run fleet-manager locally (owned by the tooling): installs the
-# missing Debian packages, builds, starts a private Postgres 15 cluster and a
-# Mosquitto broker on loopback (state under .run/, git-ignored), then runs
+# scripts/run.sh — run fleet-manager locally (owned by the tooling): checks first
+# what could stop it (state folder, sudo, the HTTP port, another run.sh), installs
+# the missing Debian packages and the dashboard's npm packages, builds, starts a
+# private Postgres 15 cluster and a Mosquitto broker on loopback, then runs
 # build/fleet-manager in the foreground. Ctrl-C or SIGTERM stops the service,
 # then Mosquitto, then Postgres.
 #
 #   scripts/run.sh [fleet-manager args...]
 #
+# State (Postgres cluster, broker persistence, secrets, logs) lives in one folder
+# per clone, outside the clone so that Postgres can enter it even when the clone
+# is in a mode-700 home: /var/lib/maestra/<clone name>-<hash> as root,
+# ~/.local/state/maestra/<clone name>-<hash> otherwise (default_run_dir in
+# scripts/lib.sh). It survives restarts; run.sh prints it. One run.sh per state
+# folder: a second one exits at once, naming the first one's pid.
+#
 # Environment (all optional):
+#   MAESTRA_RUN_DIR       the state folder (overrides the default above).
 #   MAESTRA_HTTP_PORT (8080), MAESTRA_HTTP_HOST (127.0.0.1) and every other
 #     MAESTRA_* variable pass through to the service.
 #   MAESTRA_DATABASE_URL  set: use that database, start no Postgres.
 #   MAESTRA_MQTT_URL      set: use that broker, start no Mosquitto.
 #   MAESTRA_PG_PORT (5432), MAESTRA_MQTT_PORT (1883), MAESTRA_MQTT_WS_PORT (9001):
 #     preferred ports; a busy one is replaced by the next free port.
-#   MAESTRA_SKIP_INSTALL=1, MAESTRA_SKIP_BUILD=1: skip those steps.
+#   MAESTRA_SKIP_INSTALL=1 (Debian and npm packages), MAESTRA_SKIP_BUILD=1: skip those steps.
 #   MAESTRA_SECURE=true: secure mode (mosquitto/secure.conf with the
-#     dynamic-security plugin and TLS on 8883; secrets made once in .run/secrets.env).
+#     dynamic-security plugin and TLS on 8883; secrets made once in <state>/secrets.env).
 # shellcheck disable=SC2119,SC2317 # build takes optional arguments; trap handlers
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 
-[[ "${MAESTRA_SKIP_INSTALL:-0}" == 1 ]] || install_dependencies
+RUN="$MAESTRA_RUN_DIR"
+LOGS="$RUN/logs"
+NEED_PG=1
+[[ -z "${MAESTRA_DATABASE_URL:-}" ]] || NEED_PG=0
+
+# The HTTP port the service will bind: --http-port on the command line wins.
+HTTP_PORT="${MAESTRA_HTTP_PORT:-8080}"
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[i]}" in
+    --http-port) HTTP_PORT="${args[i + 1]:-$HTTP_PORT}" ;;
+    --http-port=*) HTTP_PORT="${args[i]#*=}" ;;
+  esac
+done
+
+# --- checks before anything slow (one line each when something cannot work) -------------
+prepare_run_dir "$RUN" "$NEED_PG"
+run_dir_lock "$RUN" # held until this script exits
+if [[ "$HTTP_PORT" =~ ^[0-9]+$ ]] && port_in_use "$HTTP_PORT"; then
+  holder="$(ss -Hltnp "sport = :$HTTP_PORT" 2>/dev/null | grep -o 'users:(([^)]*' | head -n 1 | sed 's/users:((//' || true)"
+  die "port $HTTP_PORT is already in use${holder:+ (by $holder)}: stop that, or pick another port: MAESTRA_HTTP_PORT=8081 ./scripts/run.sh"
+fi
+log "state folder: $RUN (Postgres data, broker persistence, logs; survives restarts; MAESTRA_RUN_DIR overrides)"
+
+if [[ "${MAESTRA_SKIP_INSTALL:-0}" != 1 ]]; then
+  install_dependencies || exit 1 # it said why in one line
+  install_dashboard || die "npm ci in examples/dashboard failed (output above): the dashboard at / needs it; fix npm's access to its registry, or start without it: MAESTRA_SKIP_INSTALL=1 ./scripts/run.sh"
+  prepare_run_dir "$RUN" "$NEED_PG" # again, now that the postgres user surely exists
+elif ! dashboard_installed; then
+  log "warning: examples/dashboard/node_modules is missing or older than package-lock.json: the dashboard at / will not load MQTT.js (run npm ci there, or run without MAESTRA_SKIP_INSTALL)"
+fi
 [[ "${MAESTRA_SKIP_BUILD:-0}" == 1 ]] || build || die "build failed"
 BIN="$MAESTRA_BUILD_DIR/fleet-manager"
 [[ -x "$BIN" ]] || die "$BIN not found: build first"
 
-RUN="$MAESTRA_RUN_DIR"
-LOGS="$RUN/logs"
-mkdir -p "$RUN" "$LOGS"
+mkdir -p "$LOGS"
 raise_nofile_limit
 
 PG_DATA="$RUN/postgres"
@@ -63,7 +100,7 @@ on_signal() {
   kill -TERM "$SVC_PID" 2>/dev/null || true
   # Bound the shutdown: a service that ignores SIGTERM is killed after 20 s.
   if [[ -z "$WATCHDOG_PID" ]]; then
-    (sleep 20; kill -KILL "$SVC_PID" 2>/dev/null) &
+    (sleep 20; kill -KILL "$SVC_PID" 2>/dev/null) 9>&- &
     WATCHDOG_PID=$!
   fi
 }
@@ -71,10 +108,10 @@ trap cleanup EXIT
 trap on_signal INT TERM
 
 # --- secure mode (MAESTRA_SECURE=true) ---------------------------------------------------------
-# Secrets are made once and kept in .run/secrets.env (mode 600): the service's
+# Secrets are made once and kept in <state>/secrets.env (mode 600): the service's
 # dynamic-security admin password, the admin token, the provisioning key and the
 # dashboard account's password. A throwaway CA and server certificate for the TLS
-# listener are made once in .run/tls/.
+# listener are made once in <state>/tls/.
 prepare_secure_mode() {
   local secrets="$RUN/secrets.env"
   if [[ ! -f "$secrets" ]]; then
@@ -88,7 +125,7 @@ prepare_secure_mode() {
       echo "MAESTRA_DASHBOARD_PASSWORD=$(openssl rand -hex 24)"
     } >"$secrets"
     umask 022
-    log "secure mode: secrets written to ${secrets#"$MAESTRA_REPO"/}"
+    log "secure mode: secrets written to $secrets"
   fi
   set -a
   # shellcheck disable=SC1090
@@ -128,7 +165,7 @@ else
   PG_STARTED=1
   pg_create_database "$PG_PORT" maestra
   export MAESTRA_DATABASE_URL="postgresql://postgres@127.0.0.1:$PG_PORT/maestra"
-  PG_LINE="Postgres 15  127.0.0.1:$PG_PORT db maestra (data ${PG_DATA#"$MAESTRA_REPO"/}, log ${LOGS#"$MAESTRA_REPO"/}/postgres.log)"
+  PG_LINE="Postgres 15  127.0.0.1:$PG_PORT db maestra (data $PG_DATA, log $LOGS/postgres.log)"
 fi
 
 # --- Mosquitto ------------------------------------------------------------------------------
@@ -158,28 +195,34 @@ else
   mosquitto_start "$RUN/mosquitto.conf" "$MQTT_PORT" "$LOGS/mosquitto.log" "$MOSQUITTO_PIDFILE" ||
     die "Mosquitto did not start (see ${LOGS}/mosquitto.log)"
   export MAESTRA_MQTT_URL="tcp://127.0.0.1:$MQTT_PORT"
-  MQTT_LINE="Mosquitto    mqtt://127.0.0.1:$MQTT_PORT  ws://127.0.0.1:$WS_PORT (persistence ${RUN#"$MAESTRA_REPO"/}/mosquitto, log ${LOGS#"$MAESTRA_REPO"/}/mosquitto.log)"
+  MQTT_LINE="Mosquitto    mqtt://127.0.0.1:$MQTT_PORT  ws://127.0.0.1:$WS_PORT (persistence $RUN/mosquitto, log $LOGS/mosquitto.log)"
   if [[ "${MAESTRA_SECURE:-false}" == true ]]; then
     MQTT_LINE="$MQTT_LINE
-  secure mode  TLS mqtts://127.0.0.1:$TLS_PORT (CA ${RUN#"$MAESTRA_REPO"/}/tls/ca.crt); secrets in ${RUN#"$MAESTRA_REPO"/}/secrets.env"
+  secure mode  TLS mqtts://127.0.0.1:$TLS_PORT (CA $RUN/tls/ca.crt); secrets in $RUN/secrets.env"
   fi
 fi
 
 # --- the service ----------------------------------------------------------------------------
 export MAESTRA_HTTP_PORT="${MAESTRA_HTTP_PORT:-8080}"
 export MAESTRA_HTTP_HOST="${MAESTRA_HTTP_HOST:-$MAESTRA_BIND_ADDRESS}"
+DASHBOARD_URL="http://127.0.0.1:$HTTP_PORT/"
+# The page connects to ws://<its host>:9001 unless told otherwise.
+[[ -z "${WS_PORT:-}" || "$WS_PORT" == 9001 ]] || DASHBOARD_URL="${DASHBOARD_URL}?broker=ws://127.0.0.1:$WS_PORT"
 cat >&2 <<EOF
 [maestra] started:
+  state folder $RUN
   $PG_LINE
   $MQTT_LINE
-  fleet-manager http://$MAESTRA_HTTP_HOST:$MAESTRA_HTTP_PORT (log ${LOGS#"$MAESTRA_REPO"/}/fleet-manager.log, also shown below)
+  fleet-manager http://$MAESTRA_HTTP_HOST:$HTTP_PORT (log $LOGS/fleet-manager.log, also shown below)
+  dashboard    $DASHBOARD_URL
   MAESTRA_DATABASE_URL=$MAESTRA_DATABASE_URL
   MAESTRA_MQTT_URL=$MAESTRA_MQTT_URL
 [maestra] Ctrl-C stops everything.
 EOF
 
 printf '\n=== %s fleet-manager %s\n' "$(date -u +%FT%TZ)" "$*" >>"$LOGS/fleet-manager.log"
-"$BIN" "$@" > >(tee -ai "$LOGS/fleet-manager.log") 2>&1 &
+# The run lock's fd 9 is closed for the service and its log's tee.
+"$BIN" "$@" 9>&- > >(tee -ai "$LOGS/fleet-manager.log" 9>&-) 2>&1 &
 SVC_PID=$!
 
 set +e
