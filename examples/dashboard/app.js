@@ -11,6 +11,10 @@
  * written only when its text changes, so 10,000 devices cost what ~50 do. One
  * timer per second rewrites the "12 s ago" cells of those rows.
  *
+ * A note on order. Problems come first by default: error, then offline, then
+ * maintenance, then online (the Status column, ascending). A click on a column header
+ * sorts by it instead; the choice is remembered in localStorage.
+ *
  * A note on deletions and reconnects. An empty retained payload on a device's
  * status topic means the device was deleted. After a reconnect the broker resends
  * every retained status; rows that were not resent once that burst has gone quiet
@@ -40,6 +44,8 @@
   const HISTORY_LIMIT = 20;
   const STATUSES = ['online', 'offline', 'error', 'maintenance'];
   const STATUS_ORDER = { error: 0, offline: 1, maintenance: 2, online: 3 };
+  const SORT_KEYS = ['name', 'type', 'hardware', 'status', 'since', 'seen', 'reason'];
+  const SORT_STORAGE = 'maestra-dashboard-sort';
 
   // --- measurement hook (read by tests and benchmarks) ------------------------------------
   const stats = {
@@ -51,7 +57,7 @@
     firstFullRenderMs: null, // ms after navigation start when rows first reached the summary's total
     connectedMs: null,     // ms after navigation start of the first CONNACK
     messages: 0,           // MQTT messages received
-    broker: 'connecting',
+    broker: 'connecting',  // connecting | connected | disconnected | no-client (MQTT.js did not load)
     service: 'unknown',
   };
   window.__maestra = stats;
@@ -65,6 +71,7 @@
   let generation = 0;        // bumped per connection; entries carry the one they were last seen in
   let sweepAfterBurst = false;
   let lastRetainedAt = 0;
+  let lastBrokerError = ''; // the last error MQTT.js reported, shown in the banner
 
   /** topic -> payload text: the messages received since the last frame, latest wins */
   const inbox = new Map();
@@ -83,7 +90,7 @@
 
   const view = {
     search: [], status: '', type: '',
-    sortKey: 'name', sortDir: 1,
+    ...loadSort(),            // problems first unless the operator chose another order
     list: [],                 // entries passing the filters, sorted
     listDirty: true,          // filters, sort or membership changed: recompute list
     viewportHeight: el.viewport.clientHeight || 600,
@@ -102,6 +109,20 @@
   }
 
   // --- small helpers ----------------------------------------------------------------------
+  function loadSort() {
+    try {
+      const saved = JSON.parse(localStorage.getItem(SORT_STORAGE) || 'null');
+      if (saved && SORT_KEYS.includes(saved.key) && (saved.dir === 1 || saved.dir === -1)) {
+        return { sortKey: saved.key, sortDir: saved.dir };
+      }
+    } catch { /* storage disabled or garbage: use the default */ }
+    return { sortKey: 'status', sortDir: 1 };
+  }
+  function saveSort() {
+    try {
+      localStorage.setItem(SORT_STORAGE, JSON.stringify({ key: view.sortKey, dir: view.sortDir }));
+    } catch { /* storage disabled: the choice lasts for this page only */ }
+  }
   function parseJson(text) {
     try { return JSON.parse(text); } catch { return null; }
   }
@@ -124,6 +145,68 @@
   function absolute(ms) {
     return ms === null ? '' : new Date(ms).toLocaleString();
   }
+  // "14:03" today, "26 Nov, 14:03" on another day: when a device went offline.
+  function clock(ms, now = Date.now()) {
+    const d = new Date(ms);
+    const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    return d.toDateString() === new Date(now).toDateString()
+      ? time : `${d.toLocaleDateString([], { day: 'numeric', month: 'short' })}, ${time}`;
+  }
+  // "12 min" for how long something has lasted.
+  function duration(ms, now = Date.now()) {
+    const s = Math.max(0, Math.floor((now - ms) / 1000));
+    if (s < 60) return `${s} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} min`;
+    if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+    return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
+  }
+  // The "Offline since" cell: the status document's changed_at while offline.
+  function sinceText(e, now = Date.now()) {
+    return e.offlineMs === null ? '' : `${clock(e.offlineMs, now)} (${duration(e.offlineMs, now)})`;
+  }
+
+  // A location or metadata object as text an operator reads: "Building Main · Floor 1 ·
+  // Room Lab". Places from the largest to the smallest, then coordinates, then the rest.
+  const PLACE_KEYS = ['site', 'campus', 'venue', 'address', 'city', 'building', 'hall', 'floor', 'level',
+    'room', 'area', 'zone', 'stage', 'rack', 'position', 'spot', 'description', 'notes'];
+  function label(key) {
+    const words = String(key).replace(/[_-]+/g, ' ').trim();
+    return words.charAt(0).toUpperCase() + words.slice(1);
+  }
+  function plain(value) {
+    if (value === null || value === undefined || value === '') return '';
+    if (Array.isArray(value)) return value.map(plain).filter(Boolean).join(', ');
+    if (typeof value === 'object') return readable(value, ', ');
+    return String(value);
+  }
+  function readable(value, separator = ' · ') {
+    if (value === null || value === undefined) return '';
+    if (typeof value !== 'object' || Array.isArray(value)) return plain(value);
+    const keys = Object.keys(value);
+    const lower = (k) => k.toLowerCase();
+    const parts = [];
+    const used = new Set();
+    const lat = keys.find((k) => ['lat', 'latitude'].includes(lower(k)));
+    const lon = keys.find((k) => ['lon', 'lng', 'long', 'longitude'].includes(lower(k)));
+    for (const place of PLACE_KEYS) {
+      const key = keys.find((k) => lower(k) === place);
+      if (key === undefined || used.has(key)) continue;
+      used.add(key);
+      const text = plain(value[key]);
+      if (text) parts.push(['description', 'notes'].includes(place) ? text : `${label(key)} ${text}`);
+    }
+    if (lat !== undefined && lon !== undefined && Number.isFinite(Number(value[lat])) &&
+        Number.isFinite(Number(value[lon]))) {
+      used.add(lat).add(lon);
+      parts.push(`${Number(value[lat]).toFixed(5)}, ${Number(value[lon]).toFixed(5)}`);
+    }
+    for (const key of keys) {
+      if (used.has(key)) continue;
+      const text = plain(value[key]);
+      if (text) parts.push(`${label(key)}: ${text}`);
+    }
+    return parts.join(separator);
+  }
   function setText(node, text) {
     if (node.textContent !== text) node.textContent = text;
   }
@@ -133,12 +216,14 @@
     const type = str(doc.device_type);
     const hardware = str(doc.hardware_id);
     const status = str(doc.status) || 'unknown';
+    const changedMs = parseTime(doc.changed_at);
     return {
       id, doc, name, type, hardware, status,
       nameKey: name.toLowerCase(),
       reason: str(doc.reason),
       seenMs: parseTime(doc.last_seen),
-      changedMs: parseTime(doc.changed_at),
+      changedMs,
+      offlineMs: status === 'offline' ? changedMs : null,
       haystack: `${name}\n${id}\n${hardware}\n${type}`.toLowerCase(),
       gen: generation,
     };
@@ -197,6 +282,7 @@
       case 'type': return e.type.toLowerCase();
       case 'hardware': return e.hardware.toLowerCase();
       case 'status': return STATUS_ORDER[e.status] ?? 9;
+      case 'since': return e.offlineMs ?? Number.MAX_SAFE_INTEGER; // longest offline first
       case 'seen': return e.seenMs ?? 0;
       case 'reason': return e.reason;
       default: return e.nameKey;
@@ -277,7 +363,7 @@
     row.setAttribute('role', 'row');
     row.tabIndex = 0;
     const cells = {};
-    for (const name of ['name', 'type', 'hardware', 'status', 'seen', 'reason']) {
+    for (const name of ['name', 'type', 'hardware', 'status', 'since', 'seen', 'reason']) {
       const cell = document.createElement('span');
       cell.className = `cell c-${name}`;
       cell.setAttribute('role', 'cell');
@@ -310,9 +396,13 @@
       setText(c.reason, e.reason);
       c.reason.title = e.changedMs === null ? '' : `changed ${absolute(e.changedMs)}`;
       c.seen.title = absolute(e.seenMs);
+      c.since.title = e.offlineMs === null ? '' : `offline since ${absolute(e.offlineMs)}`;
+      if (e.offlineMs === null) delete c.since.dataset.ms;
+      else c.since.dataset.ms = String(e.offlineMs);
       row._entry = e;
     }
     setText(c.seen, ago(e.seenMs));
+    setText(c.since, sinceText(e));
     if (row._index !== index) {
       row.style.transform = `translateY(${index * ROW_HEIGHT}px)`;
       row._index = index;
@@ -382,7 +472,9 @@
   function tick() {
     const now = Date.now();
     for (const row of rowsById.values()) {
-      if (row._entry) setText(row._cells.seen, ago(row._entry.seenMs, now));
+      if (!row._entry) continue;
+      setText(row._cells.seen, ago(row._entry.seenMs, now));
+      setText(row._cells.since, sinceText(row._entry, now));
     }
     for (const node of document.querySelectorAll('[data-ago]')) {
       setText(node, ago(Number(node.dataset.ago), now));
@@ -400,7 +492,8 @@
     stats.service = service;
     document.body.dataset.broker = broker;
     document.body.dataset.service = service;
-    setText(el.brokerState, `broker: ${broker === 'connecting' ? 'connecting…' : broker}`);
+    const brokerText = { connecting: 'connecting…', 'no-client': 'not contacted' }[broker] || broker;
+    setText(el.brokerState, `broker: ${brokerText}`);
     el.brokerState.className = `link-state ${broker}`;
     const sinceMs = fleet ? parseTime(fleet.since) : null;
     setText(el.serviceState, `service: ${service}`);
@@ -409,9 +502,15 @@
 
     let text = '';
     let kind = '';
-    if (broker === 'disconnected') {
+    if (broker === 'no-client') {
+      // Not the broker's fault: the page could not load its MQTT client, so it never tried.
+      kind = 'client';
+      text = 'MQTT.js did not load (node_modules/mqtt/dist/mqtt.min.js is missing), so the page cannot ' +
+        'connect to the broker: run `npm ci` in examples/dashboard (./scripts/run.sh does it), then reload.';
+    } else if (broker === 'disconnected') {
       kind = 'broker';
-      text = `Broker connection down: cannot reach ${BROKER_URL}. Reconnecting… The statuses below may be out of date.`;
+      text = `Broker connection down: cannot reach ${BROKER_URL}${lastBrokerError ? ` (${lastBrokerError})` : ''}. ` +
+        'Reconnecting… The statuses below may be out of date.';
     } else if (service === 'offline') {
       kind = 'service';
       const when = sinceMs !== null ? ` (since ${absolute(sinceMs)}, ${ago(sinceMs)})`
@@ -422,14 +521,14 @@
     el.banner.hidden = !text;
     el.banner.dataset.kind = kind;
     setText(el.banner, text);
-    document.body.classList.toggle('stale', broker !== 'connected' || service === 'offline');
+    document.body.classList.toggle('stale', broker === 'disconnected' || service === 'offline');
   }
 
   function connect() {
     if (typeof mqtt === 'undefined' || typeof mqtt.connect !== 'function') {
-      stats.broker = 'disconnected';
+      stats.broker = 'no-client';
+      setText(el.empty, 'No device data: MQTT.js did not load.');
       renderConnection();
-      setText(el.banner, 'MQTT.js is missing: run `npm ci` in examples/dashboard.');
       return;
     }
     const client = mqtt.connect(BROKER_URL, {
@@ -446,6 +545,7 @@
     client.on('connect', () => {
       if (stats.connectedMs === null) stats.connectedMs = Math.round(performance.now());
       stats.broker = 'connected';
+      lastBrokerError = '';
       generation++;
       if (devices.size) {         // a reconnect: drop the rows the broker no longer retains
         sweepAfterBurst = true;
@@ -463,7 +563,11 @@
     };
     client.on('close', down);
     client.on('offline', down);
-    client.on('error', (err) => console.warn('mqtt:', err && err.message));
+    client.on('error', (err) => {
+      console.warn('mqtt:', err && err.message);
+      lastBrokerError = (err && err.message) || '';
+      if (stats.broker === 'disconnected') renderConnection();
+    });
     client.on('message', (topic, payload, packet) => {
       stats.messages++;
       inbox.set(topic, payload.length ? payload.toString() : '');
@@ -560,8 +664,20 @@
       if (r.firmware_version) fields.push(['Firmware', str(r.firmware_version)]);
       if (r.ip_address) fields.push(['IP address', str(r.ip_address), true]);
       if (r.offline_after) fields.push(['Offline after', `${r.offline_after} s`]);
-      if (r.location && Object.keys(r.location).length) fields.push(['Location', JSON.stringify(r.location), true]);
-      if (r.metadata && Object.keys(r.metadata).length) fields.push(['Metadata', JSON.stringify(r.metadata), true]);
+      // Location as text: the record's location, else metadata.location.
+      const meta = r.metadata && typeof r.metadata === 'object' && !Array.isArray(r.metadata) ? r.metadata : null;
+      const hasLocation = r.location !== null && r.location !== undefined && readable(r.location) !== '';
+      const location = hasLocation ? r.location : meta ? meta.location : null;
+      const where = readable(location);
+      if (where) fields.push(['Location', where, 'location']);
+      if (meta) {
+        const rest = { ...meta };
+        if (!hasLocation) delete rest.location;
+        const text = readable(rest, '\n');
+        if (text) fields.push(['Metadata', text, 'lines']);
+      } else if (r.metadata) {
+        fields.push(['Metadata', plain(r.metadata), 'lines']);
+      }
       const created = parseTime(r.created_at);
       if (created) fields.push(['Registered', created, 'time']);
     }
@@ -580,7 +696,9 @@
         dd.append(rel, ' ', abs);
       } else {
         dd.textContent = value;
-        if (mode) dd.className = 'mono';
+        if (mode === true) dd.className = 'mono';
+        else if (mode) dd.className = `text-${mode}`;
+        if (mode === 'location') dd.id = 'detail-location';
       }
       nodes.push(dt, dd);
     }
@@ -667,16 +785,27 @@
       setFilter({ status: status && status === view.status ? '' : status });
     });
   }
+  function renderSortHeaders() {
+    for (const h of document.querySelectorAll('[data-sort]')) {
+      if (h.dataset.sort === view.sortKey) {
+        h.dataset.dir = view.sortDir > 0 ? 'asc' : 'desc';
+        h.setAttribute('aria-sort', view.sortDir > 0 ? 'ascending' : 'descending');
+      } else {
+        delete h.dataset.dir;
+        h.removeAttribute('aria-sort');
+      }
+    }
+  }
   for (const header of document.querySelectorAll('[data-sort]')) {
     header.addEventListener('click', () => {
       const key = header.dataset.sort;
       const sortDir = view.sortKey === key ? -view.sortDir : key === 'seen' ? -1 : 1;
-      for (const h of document.querySelectorAll('[data-sort]')) delete h.dataset.dir;
-      header.dataset.dir = sortDir > 0 ? 'asc' : 'desc';
       setFilter({ sortKey: key, sortDir });
+      saveSort();
+      renderSortHeaders();
     });
   }
-  document.querySelector('[data-sort="name"]').dataset.dir = 'asc';
+  renderSortHeaders();
 
   setInterval(tick, 1000);
   renderConnection();

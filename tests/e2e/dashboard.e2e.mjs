@@ -82,9 +82,9 @@ async function api(method, route, body, expected) {
   return text ? JSON.parse(text) : null;
 }
 
-async function register(name, deviceType, hardwareId) {
+async function register(name, deviceType, hardwareId, extra = {}) {
   const record = await api('POST', '/devices/register',
-    { name, device_type: deviceType, hardware_id: hardwareId, firmware_version: '1.4.2' });
+    { name, device_type: deviceType, hardware_id: hardwareId, firmware_version: '1.4.2', ...extra });
   if (!record || !record.id) throw new Error(`registration of ${hardwareId} returned no id: ${JSON.stringify(record)}`);
   return record;
 }
@@ -131,6 +131,36 @@ async function rowText(id) {
   return page.$eval(rowSelector(id), (row) => [...row.children].map((c) => c.textContent.trim()).join(' | '));
 }
 
+// The rows as the eye reads them, top to bottom (the table is virtual: DOM order is not
+// screen order): [{id, name, status, since, sinceMs}].
+async function visibleRows() {
+  return page.$$eval('.viewport .row', (rows) => rows
+    .map((row) => ({
+      top: row.getBoundingClientRect().top,
+      id: row.dataset.deviceId,
+      name: row.querySelector('.c-name').textContent,
+      status: row.dataset.status,
+      since: row.querySelector('.c-since').textContent,
+      sinceMs: row.querySelector('.c-since').dataset.ms || null,
+    }))
+    .sort((a, b) => a.top - b.top)
+    .map(({ top, ...rest }) => rest));
+}
+
+async function waitForOrder(describe, predicate, timeout = 3000) {
+  const deadline = Date.now() + timeout;
+  let rows = [];
+  for (;;) {
+    rows = await visibleRows();
+    if (predicate(rows)) return rows;
+    if (Date.now() > deadline) {
+      throw new Error(`${describe}; rows are ${JSON.stringify(rows.map((r) => `${r.name}:${r.status}`))}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+const PROBLEMS_FIRST = ['error', 'offline', 'maintenance', 'online', 'online', 'online'];
+
 async function main() {
   mkdirSync(path.dirname(SCREENSHOT_PATH), { recursive: true });
   browser = await chromium.launch({
@@ -150,6 +180,34 @@ async function main() {
     }
   });
 
+  await step('without MQTT.js the page says so and never blames the broker', async () => {
+    const probe = await browser.newPage();
+    try {
+      await probe.route('**/node_modules/mqtt/dist/mqtt.min.js', (route) => route.fulfill({ status: 404, body: 'gone' }));
+      await probe.goto(DASHBOARD_URL, { waitUntil: 'load' });
+      const state = () => probe.evaluate(() => ({
+        broker: document.body.dataset.broker,
+        kind: document.getElementById('banner').dataset.kind,
+        hidden: document.getElementById('banner').hidden,
+        text: document.getElementById('banner').textContent,
+        pill: document.getElementById('broker-state').textContent,
+      }));
+      await probe.waitForFunction(() => document.getElementById('banner').dataset.kind === 'client', null, { timeout: 5000 })
+        .catch(async () => { throw new Error(`no MQTT.js hint within 5 s: ${JSON.stringify(await state())}`); });
+      await probe.waitForTimeout(2500);   // the once-a-second refresh used to replace the hint with "broker down"
+      const s = await state();
+      if (s.hidden || s.kind !== 'client' || !/MQTT\.js/.test(s.text) || !/npm ci/.test(s.text)) {
+        throw new Error(`the hint is not shown: ${JSON.stringify(s)}`);
+      }
+      if (/broker connection down|cannot reach/i.test(s.text) || s.broker === 'disconnected' || /disconnected/.test(s.pill)) {
+        throw new Error(`the page blames the broker: ${JSON.stringify(s)}`);
+      }
+      return `banner: ${s.text.trim()} / ${s.pill}`;
+    } finally {
+      await probe.close();
+    }
+  });
+
   await step('dashboard loads and connects to the broker', async () => {
     const response = await page.goto(DASHBOARD_URL, { waitUntil: 'load' });
     if (!response || response.status() !== 200) throw new Error(`GET / answered ${response && response.status()}`);
@@ -164,7 +222,8 @@ async function main() {
     return `broker connected, service online, hook ${JSON.stringify(hook)}`;
   });
 
-  const stage = await register('Stage Left ESP32', 'esp32', 'e2e-esp32-stage-left');
+  const stage = await register('Stage Left ESP32', 'esp32', 'e2e-esp32-stage-left',
+    { location: { room: 'Stage left', building: 'Main', floor: 1 }, metadata: { serial_number: 'SL-0042' } });
   await step('a registered device appears online', async () => {
     await waitForRowStatus(stage.id, 'online');
     return await rowText(stage.id);
@@ -196,13 +255,13 @@ async function main() {
 
   const more = [];
   await step('more devices appear (online, error, offline)', async () => {
-    for (const [name, type, hw] of [
-      ['Lobby Projector Pi', 'raspberry_pi', 'e2e-rpi-lobby'],
+    for (const [name, type, hw, extra] of [
+      ['Lobby Projector Pi', 'raspberry_pi', 'e2e-rpi-lobby', { metadata: { location: 'Lobby, north wall', model: 'Pi 4' } }],
       ['Main Stage TouchDesigner', 'touchdesigner', 'e2e-td-main'],
       ['Sound Desk Max', 'max_msp', 'e2e-max-sound'],
       ['Foyer Lights Arduino', 'arduino', 'e2e-uno-foyer'],
       ['Backstage Sensor ESP32', 'esp32', 'e2e-esp32-backstage'],
-    ]) more.push(await register(name, type, hw));
+    ]) more.push(await register(name, type, hw, extra));
     await api('POST', '/devices/heartbeat', { device_id: more[2].id, status: 'error' }, 200);
     const foyer = await connectDevice(more[3].id);
     await new Promise((r) => setTimeout(r, 300));
@@ -216,6 +275,49 @@ async function main() {
     return '6 devices: 3 online, 1 offline, 1 error, 1 maintenance';
   });
 
+  await step('problems come first: error, offline, maintenance, then online', async () => {
+    const rows = await waitForOrder('not problems first',
+      (r) => JSON.stringify(r.map((x) => x.status)) === JSON.stringify(PROBLEMS_FIRST));
+    const dir = await page.$eval('[data-sort="status"]', (h) => h.dataset.dir);
+    if (dir !== 'asc') throw new Error(`the Status header does not show the order (data-dir ${dir})`);
+    return rows.map((r) => `${r.name} (${r.status})`).join(', ');
+  });
+
+  await step('an offline device shows since when, from its changed_at', async () => {
+    const foyer = more[3];
+    const record = await api('GET', `/devices/${foyer.id}`, null, 200);
+    const changedMs = Date.parse(record.status_changed_at);
+    const rows = await visibleRows();
+    const row = rows.find((r) => r.id === foyer.id);
+    if (!row) throw new Error('the offline row is not shown');
+    if (Number(row.sinceMs) !== changedMs) {
+      throw new Error(`offline since ${row.sinceMs}, expected status_changed_at ${record.status_changed_at} (${changedMs})`);
+    }
+    const hhmm = new Date(changedMs).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    if (!row.since.includes(hhmm) || !/\(\d+ (s|min)\)/.test(row.since)) {
+      throw new Error(`the cell reads ${JSON.stringify(row.since)}, expected ${hhmm} and a duration`);
+    }
+    const others = rows.filter((r) => r.status !== 'offline' && r.since !== '');
+    if (others.length) throw new Error(`devices that are not offline show a time: ${JSON.stringify(others)}`);
+    return `"${row.since}" for ${record.status_changed_at}`;
+  });
+
+  await step('another order is kept across a reload, and problems first comes back', async () => {
+    await page.click('[data-sort="name"]');
+    const byName = (r) => r.map((x) => x.name).join('|') === [...r.map((x) => x.name)].sort((a, b) =>
+      a.toLowerCase() < b.toLowerCase() ? -1 : 1).join('|');
+    await waitForOrder('not sorted by name after a click', byName);
+    await page.reload({ waitUntil: 'load' });
+    await page.waitForFunction(() => document.querySelectorAll('.viewport .row').length === 6, null, { timeout: 10000 });
+    await waitForOrder('the name order was forgotten after a reload', byName);
+    const dir = await page.$eval('[data-sort="name"]', (h) => h.dataset.dir);
+    if (dir !== 'asc') throw new Error(`the Name header does not show the kept order (data-dir ${dir})`);
+    await page.click('[data-sort="status"]');
+    await waitForOrder('not problems first again',
+      (r) => JSON.stringify(r.map((x) => x.status)) === JSON.stringify(PROBLEMS_FIRST));
+    return 'name order kept across a reload; status order restored';
+  });
+
   await step('filters and search narrow the table', async () => {
     await page.selectOption('#filter-type', 'esp32');
     await page.waitForFunction(() => document.querySelectorAll('.viewport .row').length === 2, null, { timeout: 3000 });
@@ -227,6 +329,24 @@ async function main() {
     await page.waitForFunction(() => document.querySelectorAll('.viewport .row').length === 1, null, { timeout: 3000 });
     await page.fill('#search', '');
     await page.waitForFunction(() => document.querySelectorAll('.viewport .row').length === 6, null, { timeout: 3000 });
+  });
+
+  await step('the location reads as text, also from metadata.location', async () => {
+    const readLocation = async (id, expected) => {
+      await page.click(rowSelector(id));
+      await page.waitForFunction((want) => {
+        const dd = document.getElementById('detail-location');
+        return dd !== null && document.getElementById('detail').dataset.deviceId === want;
+      }, id, { timeout: 5000 });
+      const text = await page.textContent('#detail-location');
+      if (text !== expected) throw new Error(`location reads ${JSON.stringify(text)}, expected ${JSON.stringify(expected)}`);
+      return text;
+    };
+    const lobby = await readLocation(more[0].id, 'Lobby, north wall');
+    const metadata = await page.$eval('#detail-fields', (dl) => dl.textContent);
+    if (/[{}"]/.test(metadata)) throw new Error(`raw JSON in the detail panel: ${metadata}`);
+    const stageText = await readLocation(stage.id, 'Building Main · Floor 1 · Room Stage left');
+    return `${lobby} / ${stageText}`;
   });
 
   await step('the detail panel shows the status history', async () => {

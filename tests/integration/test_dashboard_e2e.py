@@ -3,8 +3,11 @@
 Starts a private Mosquitto broker (the test stops it to see the banner, so the
 session broker is left alone) and a fleet-manager serving examples/dashboard at /,
 then runs tests/e2e/dashboard.e2e.mjs with node: headless Debian Chromium driven by
-playwright-core registers, kills, patches and deletes devices and checks the page
-after each step, then kills the service and stops the broker and checks the banners. The screenshot lands in tests/artifacts/dashboard.png.
+playwright-core checks the hint shown when MQTT.js is missing (never "broker
+down"), registers, kills, patches and deletes devices and checks the page after
+each step (problems first, the offline-since cell, a sort kept across a reload,
+the location as text), then kills the service and stops the broker and checks
+the banners. The screenshot lands in tests/artifacts/dashboard.png.
 """
 from __future__ import annotations
 
