@@ -1,43 +1,99 @@
 """Per-device order of MQTT messages: a heartbeat never overtakes an earlier
 message of the same device that is still waiting to be stored (the in-place
-fast path must not reorder a device's messages)."""
+fast path must not reorder a device's messages).
+
+Each test checks what the messages did, not only the final status (which is
+`online` from the registration alone): every heartbeat is counted in
+maestra_heartbeats_total, every device's history holds exactly the transitions
+the messages caused, in the order sent, and last_seen moved past the
+registration. A service that hears nothing fails them.
+"""
 from __future__ import annotations
 
 import json
 
+from test_mqtt_common import (
+    fleet,  # noqa: F401 - the fixture
+    get_device,
+    heartbeat_topic,
+    metrics,
+    presence_topic,
+    register_http,
+    ts,
+    wait_metric,
+)
 from harness import wait_until
 
+REGISTERED = (None, "online", "registered")
 
-def test_plain_heartbeat_right_after_an_error_heartbeat_wins(start_service, mqtt):
-    """Test whether error-then-plain heartbeats sent back to back always end online, for many devices at once."""
-    svc = start_service()
-    ids = [svc.post("/devices/register", json={"name": f"o{i}", "device_type": "t",
-                                               "hardware_id": f"order-{i}"}).json()["id"] for i in range(30)]
+
+def counters(svc) -> dict[str, float]:
+    """MQTT heartbeats accepted and stored transitions by reason."""
+    m = metrics(svc)
+    out = {"heartbeats": m[("maestra_heartbeats_total", 'transport="mqtt"')]}
+    for (name, labels), value in m.items():
+        if name == "maestra_status_transitions_total":
+            out[labels.split('"')[1]] = value
+    return out
+
+
+def history(svc, device_id: str) -> list[tuple[str | None, str, str]]:
+    """GET /devices/{id}/history as (from, to, reason), oldest first."""
+    r = svc.get(f"/devices/{device_id}/history", params={"limit": 100})
+    assert r.status_code == 200, r.text
+    return [(e["from"], e["to"], e["reason"]) for e in reversed(r.json())]
+
+
+def check_effects(svc, records: list[dict], before: dict[str, float], heartbeats: int,
+                  transitions: dict[str, int], expected_history: list) -> None:
+    """The heartbeats were all accepted, the transitions all stored, every device
+    ends online with exactly expected_history, and its last_seen moved on."""
+    want = {"heartbeats": before["heartbeats"] + heartbeats,
+            **{reason: before[reason] + n for reason, n in transitions.items()}}
+    wait_metric(svc, lambda: (lambda now: {k: now[k] for k in want})(counters(svc)), lambda now: now == want, timeout=15,
+                what=f"heartbeat and transition counters (want {want})")
+    for record in records:
+        device_id = record["id"]
+        wait_until(lambda: history(svc, device_id) == expected_history, timeout=10,
+                   message=lambda: f"history of {device_id}: {history(svc, device_id)}\n"
+                                   f"expected: {expected_history}")
+        device = get_device(svc, device_id)
+        assert device["status"] == "online", device
+        assert ts(device["last_seen"]) > ts(record["last_seen"]), (record, device)
+
+
+def test_plain_heartbeat_right_after_an_error_heartbeat_wins(fleet, mqtt):
+    """Test whether error-then-plain heartbeats sent back to back are applied in order, for many devices at once."""
+    svc = fleet()
+    records = [register_http(svc, f"order-{i}", name=f"o{i}", device_type="t") for i in range(30)]
+    before = counters(svc)
     device = mqtt()
-    for _ in range(3):
-        for device_id in ids:
-            device.client.publish(f"maestra/devices/{device_id}/heartbeat", json.dumps({"status": "error"}), qos=1)
-            device.client.publish(f"maestra/devices/{device_id}/heartbeat", b"", qos=1)
-    last = device.client.publish(f"maestra/devices/{ids[-1]}/heartbeat", b"", qos=1)
-    last.wait_for_publish(10)
+    rounds = 3
+    for _ in range(rounds):
+        for record in records:
+            device.client.publish(heartbeat_topic(record["id"]), json.dumps({"status": "error"}), qos=1)
+            device.client.publish(heartbeat_topic(record["id"]), b"", qos=1)
+    device.client.publish(heartbeat_topic(records[-1]["id"]), b"", qos=1).wait_for_publish(10)
 
-    def settled():
-        statuses = {d["id"]: d["status"] for d in svc.get("/devices").json()}
-        return all(statuses[i] == "online" for i in ids) and statuses
+    pair = [("online", "error", "reported_error"), ("error", "online", "heartbeat")]
+    check_effects(svc, records, before,
+                  heartbeats=2 * rounds * len(records) + 1,
+                  transitions={"reported_error": rounds * len(records), "heartbeat": rounds * len(records)},
+                  expected_history=[REGISTERED] + pair * rounds)
 
-    statuses = wait_until(settled, timeout=10, message=lambda: str(svc.get("/devices").json()))
-    assert set(statuses.values()) == {"online"}
 
-
-def test_heartbeat_right_after_a_will_brings_the_device_back(start_service, mqtt):
-    """Test whether a heartbeat published right after a will (same device, same connection) ends online."""
-    svc = start_service()
-    ids = [svc.post("/devices/register", json={"name": f"w{i}", "device_type": "t",
-                                               "hardware_id": f"will-order-{i}"}).json()["id"] for i in range(20)]
+def test_heartbeat_right_after_a_will_brings_the_device_back(fleet, mqtt):
+    """Test whether a heartbeat published right after a will (same device, same connection) is applied after it."""
+    svc = fleet()
+    records = [register_http(svc, f"will-order-{i}", name=f"w{i}", device_type="t") for i in range(20)]
+    before = counters(svc)
     device = mqtt()
-    for device_id in ids:
-        device.client.publish(f"maestra/devices/{device_id}/presence", b"offline", qos=1)
-        device.client.publish(f"maestra/devices/{device_id}/heartbeat", b"", qos=1)
-    device.client.publish(f"maestra/devices/{ids[-1]}/heartbeat", b"", qos=1).wait_for_publish(10)
-    wait_until(lambda: all(d["status"] == "online" for d in svc.get("/devices").json()), timeout=10,
-               message=lambda: str([d["status"] for d in svc.get("/devices").json()]))
+    for record in records:
+        device.client.publish(presence_topic(record["id"]), b"offline", qos=1)
+        device.client.publish(heartbeat_topic(record["id"]), b"", qos=1)
+    device.client.publish(heartbeat_topic(records[-1]["id"]), b"", qos=1).wait_for_publish(10)
+
+    check_effects(svc, records, before,
+                  heartbeats=len(records) + 1,
+                  transitions={"will": len(records), "heartbeat": len(records)},
+                  expected_history=[REGISTERED, ("online", "offline", "will"), ("offline", "online", "heartbeat")])
