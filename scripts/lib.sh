@@ -14,6 +14,13 @@ MAESTRA_DEBIAN_PACKAGES="build-essential cmake pkg-config
   python3 python3-pytest python3-requests python3-paho-mqtt
   wrk curl jq nodejs npm chromium gnuplot docker-compose python3-yaml"
 
+# mosquitto, runuser and friends live in /usr/sbin, which a normal user's PATH
+# often lacks.
+case ":$PATH:" in
+  *:/usr/sbin:*) ;;
+  *) PATH="$PATH:/usr/sbin:/sbin" ;;
+esac
+
 MAESTRA_REPO="${MAESTRA_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 MAESTRA_BUILD_DIR="${MAESTRA_BUILD_DIR:-$MAESTRA_REPO/build}"
 MAESTRA_BIND_ADDRESS="${MAESTRA_BIND_ADDRESS:-127.0.0.1}"
