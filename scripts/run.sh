@@ -100,7 +100,14 @@ on_signal() {
   kill -TERM "$SVC_PID" 2>/dev/null || true
   # Bound the shutdown: a service that ignores SIGTERM is killed after 20 s.
   if [[ -z "$WATCHDOG_PID" ]]; then
-    (sleep 20; kill -KILL "$SVC_PID" 2>/dev/null) 9>&- &
+    # (Its sleep goes with it when cleanup stops it.)
+    (
+      trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+      sleep 20 &
+      sleeper=$!
+      wait "$sleeper"
+      kill -KILL "$SVC_PID" 2>/dev/null
+    ) 9>&- &
     WATCHDOG_PID=$!
   fi
 }
