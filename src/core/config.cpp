@@ -141,10 +141,12 @@ std::optional<Error> assign(Config& c, std::string_view env, const std::string& 
 }  // namespace
 
 Result<ParsedCommandLine> parse_command_line(const EnvLookup& env, const std::vector<std::string>& args) {
+  // Raw values first, environment then flags, so a flag replaces a variable
+  // before either is checked: a bad variable that a flag overrides is no error.
   ParsedCommandLine parsed;
+  std::map<std::string_view, std::string> raw;
   for (const auto& spec : option_table())
-    if (auto value = env(spec.env))
-      if (auto error = assign(parsed.config, spec.env, *value)) return *error;
+    if (auto value = env(spec.env)) raw[spec.env] = *value;
 
   for (std::size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
@@ -157,15 +159,18 @@ Result<ParsedCommandLine> parse_command_line(const EnvLookup& env, const std::ve
       if (candidate.flag == flag) spec = &candidate;
     if (!spec)
       return Error{ErrorKind::invalid_field, arg, "unknown option " + arg + " (see --help)"};
-    std::string value;
     if (eq != std::string::npos) {
-      value = arg.substr(eq + 1);
+      raw[spec->env] = arg.substr(eq + 1);
     } else if (i + 1 < args.size()) {
-      value = args[++i];
+      raw[spec->env] = args[++i];
     } else {
       return Error{ErrorKind::invalid_field, arg, "option " + arg + " needs a value"};
     }
-    if (auto error = assign(parsed.config, spec->env, value)) return *error;
+  }
+  for (const auto& spec : option_table()) {
+    const auto value = raw.find(spec.env);
+    if (value == raw.end()) continue;
+    if (auto error = assign(parsed.config, spec.env, value->second)) return *error;
   }
   return parsed;
 }

@@ -10,6 +10,19 @@
 // A publish costs the caller a queue push: Paho's publish call takes the lock its
 // network threads hold while they write (about 40 us per message here), which
 // the fleet owner would otherwise pay for every status it stores.
+//
+// A note on reconnecting: the adapter, not Paho, reconnects (Paho's automatic
+// reconnect is off), so every connection's CONNACK is read: its Receive Maximum,
+// and whether the broker still held the service's session. Without it (a broker
+// that crashed before saving, a new broker, an expired session) every device's
+// status is published again, not only the outbox. A broker that refuses the
+// service right after every connect (it once called a packet malformed after a
+// restart that restored the session, 21 times in a row) is logged with its
+// reason code; after two connections that each died within 10 s the next one
+// starts clean, dropping both sides' session state (the broker's queue and
+// Paho's unacknowledged publishes), and the retained presence topics and the
+// full republish bring the fleet's view back. Nothing is handed to Paho while
+// the link is down: the queue waits, and the outbox covers what it held.
 #include "mqtt/mqtt_link.hpp"
 
 #include <chrono>
@@ -27,6 +40,14 @@ using service::Rejection;
 namespace {
 constexpr std::size_t max_pending_registrations = 10000;
 constexpr int session_expiry_seconds = 24 * 3600;
+// A connection that dies sooner than this after it came up counts as a quick
+// drop; after this many in a row the next connection starts clean.
+constexpr auto quick_drop = std::chrono::seconds(10);
+constexpr int quick_drops_before_clean_start = 2;
+
+std::chrono::milliseconds elapsed_ms(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - since);
+}
 
 // The user context of a publish the fleet wants to hear acknowledged: a status
 // document (id, seq), or the last of a deleted device's cleared topics.
@@ -87,12 +108,21 @@ MqttLink::MqttLink(const core::Config& config, service::Fleet& fleet, service::M
                                                  mqtt::create_options(MQTTVERSION_5, 1000000));
   if (config_.secure) dynamic_security_ = std::make_unique<DynamicSecurity>(*client_, topics_);
   client_->set_message_callback([this](mqtt::const_message_ptr msg) { on_message(std::move(msg)); });
-  client_->set_connected_handler([this](const std::string&) { on_connected(); });
-  client_->set_connection_lost_handler([this](const std::string& cause) {
-    connected_ = false;
-    subscribed_ = false;
-    metrics_.mqtt_connected = 0;
-    service::log_warn("mqtt_connection_lost", {{"cause", cause.empty() ? "unknown" : cause}});
+  client_->set_connection_lost_handler([this](const std::string& cause) { on_connection_lost(cause); });
+  // MQTT v5: the broker says why it closes the connection (DISCONNECT with a
+  // reason code) before it does; Paho reports the loss itself separately.
+  client_->set_disconnected_handler([this](const mqtt::properties& props, mqtt::ReasonCode code) {
+    broker_gave_reason_ = true;
+    std::string reason;
+    try {
+      if (props.contains(mqtt::property::REASON_STRING))
+        reason = mqtt::get<std::string>(props, mqtt::property::REASON_STRING);
+    } catch (const std::exception&) {
+    }
+    service::log_warn("mqtt_disconnected_by_broker",
+                      {{"reason_code", std::to_string(static_cast<int>(code))},
+                       {"reason", mqtt::exception::reason_code_str(static_cast<int>(code))},
+                       {"broker_says", reason}});
   });
 }
 
@@ -111,18 +141,69 @@ MqttLink::~MqttLink() {
 void MqttLink::start() {
   sender_ = std::thread([this] { sender_loop(); });
   registrar_ = std::thread([this] { registration_loop(); });
-  connector_ = std::thread([this] { connect_loop(); });
+  connector_ = std::thread([this] { supervise(); });
 }
 
-void MqttLink::connect_loop() {
+void MqttLink::pause(std::chrono::milliseconds how_long) {
+  std::unique_lock lock(link_mutex_);
+  link_cv_.wait_for(lock, how_long, [&] { return stopping_.load(); });
+}
+
+void MqttLink::supervise() {
+  auto backoff = std::chrono::milliseconds(500);
+  int quick_drops = 0;
+  while (!stopping_) {
+    const bool clean_start = quick_drops >= quick_drops_before_clean_start;
+    if (clean_start)
+      service::log_warn("mqtt_clean_start", {{"reason", std::to_string(quick_drops) +
+                                                            " connections in a row lost within 10 s of connecting"},
+                                             {"effect", "the broker's session for the service and Paho's unacknowledged "
+                                                        "publishes are dropped; every status is published again"}});
+    broker_gave_reason_ = false;
+    if (!connect_once(clean_start)) {
+      pause(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(4000));
+      continue;
+    }
+    if (backoff == std::chrono::milliseconds(500) && closed_silently_) {
+      // The broker closed the last connection without a word and took this one at
+      // once: what Mosquitto does when another client connects with our id.
+      const auto now = std::chrono::steady_clock::now();
+      const bool again = now - last_silent_close_ < std::chrono::seconds(60);
+      last_silent_close_ = now;
+      (again ? service::log_error : service::log_warn)(
+          again ? "mqtt_client_id_conflict" : "mqtt_connection_closed_by_broker",
+          {{"client_id", config_.mqtt_client_id},
+           {"note", "the broker closed the connection without a reason and accepted a new one at once; the usual "
+                    "cause is another client connecting with this client id, which takes the connection over (two "
+                    "fleet-managers with the same MAESTRA_MQTT_CLIENT_ID knock each other off)"}});
+    }
+    backoff = std::chrono::milliseconds(500);
+    const auto up_since = std::chrono::steady_clock::now();
+    {
+      std::unique_lock lock(link_mutex_);
+      link_cv_.wait(lock, [&] { return link_lost_ || stopping_; });
+      if (stopping_) return;
+    }
+    const auto lasted = elapsed_ms(up_since);
+    closed_silently_ = !broker_gave_reason_ && !stopping_;
+    quick_drops = lasted < quick_drop ? quick_drops + 1 : 0;
+    if (clean_start) quick_drops = 0;  // clean state did not help either: start counting again
+    service::log_info("mqtt_reconnecting", {{"connection_lasted_ms", std::to_string(lasted.count())},
+                                            {"retry_in_ms", std::to_string(backoff.count())}});
+    pause(backoff);
+  }
+}
+
+bool MqttLink::connect_once(bool clean_start) {
   auto will = mqtt::message(topics_.fleet_status(), core::fleet_status_json(false, std::nullopt), 1, true);
   auto builder = mqtt::connect_options_builder()
                      .mqtt_version(MQTTVERSION_5)
-                     .clean_start(false)
+                     .clean_start(clean_start)
                      .properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, session_expiry_seconds}})
                      .keep_alive_interval(std::chrono::seconds(20))
                      .connect_timeout(std::chrono::seconds(5))
-                     .automatic_reconnect(std::chrono::seconds(1), std::chrono::seconds(30))
+                     .automatic_reconnect(false)
                      .max_inflight(65535)
                      .will(std::move(will));
   if (!config_.mqtt_username.empty()) builder.user_name(config_.mqtt_username).password(config_.mqtt_password);
@@ -131,89 +212,135 @@ void MqttLink::connect_loop() {
     if (!config_.mqtt_ca_file.empty()) ssl.trust_store(config_.mqtt_ca_file);
     builder.ssl(ssl.finalize());
   }
-  const auto options = builder.finalize();
-  auto backoff = std::chrono::milliseconds(500);
-  while (!stopping_) {
-    try {
-      auto token = client_->connect(options);
-      if (token->wait_for(std::chrono::seconds(10)) && client_->is_connected()) {
-        const auto& props = token->get_connect_response().get_properties();
-        if (props.contains(mqtt::property::RECEIVE_MAXIMUM)) {
-          std::lock_guard lock(out_mutex_);
-          inflight_limit_ = std::max(1, mqtt::get<int>(props, mqtt::property::RECEIVE_MAXIMUM));
-        }
-        service::log_info("mqtt_flow_control", {{"receive_maximum", std::to_string(inflight_limit_)}});
-        if (dynamic_security_) prepare_secure_mode();
-        return;
-      }
-    } catch (const mqtt::exception& e) {
-      service::log_warn("mqtt_connect_failed",
-                        {{"url", core::redact_url(config_.mqtt_url)}, {"error", e.what()},
-                         {"retry_in_ms", std::to_string(backoff.count())}});
-    }
-    for (auto waited = std::chrono::milliseconds(0); waited < backoff && !stopping_;
-         waited += std::chrono::milliseconds(100))
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(30000));
+  {
+    std::lock_guard lock(link_mutex_);
+    link_lost_ = false;
   }
+  bool session_present = false;
+  try {
+    auto token = client_->connect(builder.finalize());
+    if (!token->wait_for(std::chrono::seconds(10)) || !client_->is_connected()) {
+      service::log_warn("mqtt_connect_failed", {{"url", core::redact_url(config_.mqtt_url)}, {"error", "no CONNACK within 10 s"}});
+      try {
+        client_->disconnect()->wait_for(std::chrono::seconds(1));
+      } catch (const mqtt::exception&) {
+      }
+      return false;
+    }
+    const auto& response = token->get_connect_response();
+    session_present = response.is_session_present();
+    const auto& props = response.get_properties();
+    std::lock_guard lock(out_mutex_);
+    inflight_limit_ = props.contains(mqtt::property::RECEIVE_MAXIMUM)
+                          ? std::max(1, mqtt::get<int>(props, mqtt::property::RECEIVE_MAXIMUM))
+                          : 65535;
+  } catch (const mqtt::exception& e) {
+    service::log_warn("mqtt_connect_failed", {{"url", core::redact_url(config_.mqtt_url)}, {"error", e.what()}});
+    return false;
+  }
+  if (dynamic_security_) {
+    // The plugin's answers arrive here; subscribed on every connection (a clean
+    // start drops the subscription).
+    bool ready = false;
+    try {
+      client_->subscribe(DynamicSecurity::response_topic, 1)->wait_for(std::chrono::seconds(5));
+      ready = secure_ready_ || prepare_secure_mode();
+    } catch (const mqtt::exception& e) {
+      service::log_warn("secure_mode_setup", {{"error", e.what()}});
+    }
+    if (!ready) {
+      // Granting the service its role makes the broker drop the connection so
+      // the role applies (wait for that, bounded); either way the next
+      // connection checks again.
+      bool dropped = false;
+      {
+        std::unique_lock lock(link_mutex_);
+        dropped = link_cv_.wait_for(lock, std::chrono::seconds(3), [&] { return link_lost_ || stopping_.load(); });
+      }
+      if (!dropped) {
+        try {
+          client_->disconnect()->wait_for(std::chrono::seconds(2));
+        } catch (const mqtt::exception&) {
+        }
+      }
+      return false;
+    }
+  }
+  on_connected(session_present);
+  return true;
 }
 
-void MqttLink::prepare_secure_mode() {
-  // Runs on the connector thread (it waits for the broker's answers). The first
-  // time, the service grants itself its publishing role and is disconnected by
-  // the broker so the role applies; we wait for the reconnect and check again.
-  for (int attempt = 0; attempt < 5 && !stopping_; ++attempt) {
-    for (int waited = 0; waited < 300 && !client_->is_connected() && !stopping_; ++waited)
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    auto ready = dynamic_security_->ensure_service_roles(config_.mqtt_username, config_.dashboard_username,
-                                                         config_.dashboard_password);
-    if (ready) break;
+bool MqttLink::prepare_secure_mode() {
+  // Runs on the supervisor thread (it waits for the broker's answers). The first
+  // time, the service grants itself its publishing role; the broker then
+  // disconnects it so the role applies, and the next connection checks again.
+  auto ready = dynamic_security_->ensure_service_roles(config_.mqtt_username, config_.dashboard_username,
+                                                       config_.dashboard_password);
+  if (!ready) {
     service::log_warn("secure_mode_setup", {{"state", ready.error().detail}});
-    if (attempt == 4) {
-      service::log_error("secure_mode_setup_failed", {{"error", ready.error().detail}});
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // let the broker's disconnect land
+    return false;
   }
+  secure_ready_ = true;
   service::log_info("secure_mode_ready", {{"service_role", "maestra-service"},
                                           {"dashboard_account", config_.dashboard_username.empty() ? "(none)" : config_.dashboard_username}});
-  // What was published before the role existed was refused: publish it again.
-  const auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
-  publish(topics_.fleet_status(), core::fleet_status_json(true, now), true);
-  fleet_.broker_connected();
+  return true;
 }
 
-void MqttLink::on_connected() {
-  // Called on Paho's thread for the first connection and every automatic reconnect.
-  connected_ = true;
+void MqttLink::on_connection_lost(const std::string& cause) {
+  // On Paho's thread: note it and wake the supervisor, which reconnects.
+  connected_ = false;
   subscribed_ = false;
+  metrics_.mqtt_connected = 0;
   {
     std::lock_guard lock(out_mutex_);
-    inflight_ = 0;  // what was in flight was resent by Paho's session or failed
+    link_up_ = false;
   }
-  out_cv_.notify_one();
+  service::log_warn("mqtt_connection_lost", {{"cause", cause.empty() ? "closed by the broker or the network" : cause}});
+  fleet_.broker_disconnected();
+  {
+    std::lock_guard lock(link_mutex_);
+    link_lost_ = true;
+  }
+  link_cv_.notify_all();
+}
+
+void MqttLink::on_connected(bool session_present) {
+  // On the supervisor thread, after every successful connect.
+  connected_ = true;
+  subscribed_ = false;
   if (connections_++ > 0) ++metrics_.mqtt_reconnects;
   service::log_info("mqtt_connected", {{"url", core::redact_url(config_.mqtt_url)},
-                                       {"client_id", config_.mqtt_client_id}});
+                                       {"client_id", config_.mqtt_client_id},
+                                       {"session_present", session_present ? "true" : "false"},
+                                       {"receive_maximum", std::to_string(inflight_limit_)}});
   try {
     // One SUBSCRIBE per filter: Paho C++ 1.2.0's many-filter subscribe with
     // per-filter v5 options crashes in MQTTAsync_subscribeMany.
-    if (dynamic_security_) client_->subscribe(DynamicSecurity::response_topic, 1);
     const mqtt::subscribe_options options(false, false, mqtt::subscribe_options::SEND_RETAINED_ON_NEW);
     const auto filters = topics_.subscriptions();
     pending_subscriptions_ = static_cast<int>(filters.size());
     for (const auto& filter : filters) client_->subscribe(filter, 1, nullptr, *subscribed_listener_, options);
-    const auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
-    publish(topics_.fleet_status(), core::fleet_status_json(true, now), true);
   } catch (const mqtt::exception& e) {
     service::log_error("mqtt_subscribe_failed", {{"error", e.what()}});
   }
-  fleet_.broker_connected();
+  {
+    std::lock_guard lock(out_mutex_);
+    inflight_ = 0;  // what was in flight was resent by Paho's session or failed
+    link_up_ = true;
+  }
+  out_cv_.notify_one();
+  const auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
+  publish(topics_.fleet_status(), core::fleet_status_json(true, now), true);
+  fleet_.broker_connected(session_present);
 }
 
 void MqttLink::stop() {
   if (stopping_.exchange(true)) return;
   registrations_cv_.notify_all();
+  {
+    std::lock_guard lock(link_mutex_);
+  }
+  link_cv_.notify_all();
   if (connector_.joinable()) connector_.join();
   if (registrar_.joinable()) registrar_.join();
   // Give the sender up to 2 s to hand over what is queued (statuses it cannot
@@ -359,6 +486,7 @@ void MqttLink::registration_loop() {
       continue;
     }
     auto record = fleet_.register_device(registration.value(), service::Transport::mqtt);
+    log_registration(job.hardware_id, record);
     if (!record) {
       core::Error shown = record.error();
       if (shown.kind == core::ErrorKind::unavailable) shown.detail = "the database is unavailable; try again";
@@ -370,6 +498,24 @@ void MqttLink::registration_loop() {
       answer_doc["mqtt"] = core::mqtt_credentials_json(record->record.id, *record->mqtt_password, topics_);
     reply(job, answer_doc.dump(-1, ' ', false, core::Json::error_handler_t::replace));
   }
+}
+
+void MqttLink::log_registration(const std::string& hardware_id, const core::Result<service::RegisteredDevice>& record) {
+  // Registration worker thread only. HTTP registrations are in the access log.
+  const auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
+  const auto budget = registration_log_.take(now);
+  if (budget.held_back)
+    service::log_info("mqtt_registrations_not_logged", {{"count", std::to_string(budget.held_back)},
+                                                        {"note", "at most 20 registrations are logged a second"}});
+  if (!budget.write) return;
+  if (record)
+    service::log_info("mqtt_registration", {{"hardware_id", hardware_id.substr(0, 128)},
+                                            {"device", record->record.id.to_string()},
+                                            {"result", "registered"}});
+  else
+    service::log_info("mqtt_registration", {{"hardware_id", hardware_id.substr(0, 128)},
+                                            {"result", std::string(core::error_code(record.error().kind))},
+                                            {"existing", record.error().existing_id}});
 }
 
 void MqttLink::reply(const RegistrationJob& job, const std::string& payload) {
@@ -389,7 +535,7 @@ void MqttLink::send(Outgoing out) {
   {
     std::lock_guard lock(out_mutex_);
     out_queue_.push_back(std::move(out));
-    wake = sender_waiting_ && inflight_ < inflight_limit_;
+    wake = sender_waiting_ && link_up_ && inflight_ < inflight_limit_;
   }
   if (wake) out_cv_.notify_one();
 }
@@ -400,7 +546,9 @@ void MqttLink::sender_loop() {
     {
       std::unique_lock lock(out_mutex_);
       sender_waiting_ = true;
-      out_cv_.wait(lock, [&] { return sender_stopping_ || (!out_queue_.empty() && inflight_ < inflight_limit_); });
+      out_cv_.wait(lock, [&] {
+        return sender_stopping_ || (link_up_ && !out_queue_.empty() && inflight_ < inflight_limit_);
+      });
       sender_waiting_ = false;
       if (sender_stopping_) return;
       while (!out_queue_.empty() && inflight_ < inflight_limit_ && batch.size() < 1024) {
@@ -440,7 +588,7 @@ void MqttLink::acknowledged() {
   {
     std::lock_guard lock(out_mutex_);
     if (inflight_ > 0) --inflight_;
-    wake = sender_waiting_ && !out_queue_.empty();
+    wake = sender_waiting_ && link_up_ && !out_queue_.empty();
   }
   if (wake) out_cv_.notify_one();
 }

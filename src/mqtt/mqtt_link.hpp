@@ -20,6 +20,7 @@
 #include <mqtt/async_client.h>
 
 #include "core/config.hpp"
+#include "core/log_budget.hpp"
 #include "core/topics.hpp"
 #include "mqtt/dynamic_security.hpp"
 #include "service/fleet.hpp"
@@ -32,7 +33,8 @@ class MqttLink : public service::StatusPublisher {
   MqttLink(const core::Config& config, service::Fleet& fleet, service::Metrics& metrics);
   ~MqttLink() override;
 
-  // Starts connecting in the background (retrying with backoff until it succeeds).
+  // Starts the connection supervisor: connects, and reconnects after every loss,
+  // with backoff (see "A note on reconnecting" in mqtt_link.cpp).
   void start();
   // Publishes the fleet's offline status and disconnects cleanly.
   void stop();
@@ -56,14 +58,19 @@ class MqttLink : public service::StatusPublisher {
   class AckListener;
   class SubscribeListener;
 
-  void connect_loop();
-  void on_connected();
-  void prepare_secure_mode();
+  void supervise();
+  bool connect_once(bool clean_start);
+  void on_connected(bool session_present);
+  void on_connection_lost(const std::string& cause);
+  bool prepare_secure_mode();
+  // Sleeps up to `how_long`, waking early when stopping.
+  void pause(std::chrono::milliseconds how_long);
   void on_message(mqtt::const_message_ptr msg);
   void handle_heartbeat(std::string_view level, const std::string& payload);
   void handle_presence(std::string_view level, const std::string& payload);
   void handle_register(std::string_view level, const mqtt::const_message_ptr& msg);
   void registration_loop();
+  void log_registration(const std::string& hardware_id, const core::Result<service::RegisteredDevice>& record);
   void reply(const RegistrationJob& job, const std::string& payload);
   void reject(service::Rejection why, std::string_view topic, std::string_view detail);
   void publish(const std::string& topic, const std::string& payload, bool retained);
@@ -95,17 +102,27 @@ class MqttLink : public service::StatusPublisher {
   std::atomic<bool> stopping_{false};
   std::atomic<int> connections_{0};
   std::thread connector_;
+  // The supervisor waits here for a lost connection (or stop).
+  std::mutex link_mutex_;
+  std::condition_variable link_cv_;
+  bool link_lost_ = false;
+  bool secure_ready_ = false;  // secure mode: the service's broker role is in place
+  std::atomic<bool> broker_gave_reason_{false};  // the broker sent DISCONNECT with a reason code
+  bool closed_silently_ = false;                  // supervisor only
+  std::chrono::steady_clock::time_point last_silent_close_{};
 
   std::mutex registrations_mutex_;
   std::condition_variable registrations_cv_;
   std::deque<RegistrationJob> registrations_;
   std::thread registrar_;
+  core::LogBudget registration_log_{20, std::chrono::seconds{1}};  // registration worker only
 
   std::mutex out_mutex_;
   std::condition_variable out_cv_;
   std::deque<Outgoing> out_queue_;
   int inflight_ = 0;
   int inflight_limit_ = 65535;
+  bool link_up_ = false;  // connected: the sender hands messages to Paho only then
   bool sender_waiting_ = false;
   bool sender_stopping_ = false;
   std::thread sender_;

@@ -27,7 +27,7 @@ bool allow_log(std::mutex& m, TimePoint& last, TimePoint now) {
 }  // namespace
 
 struct Fleet::Event {
-  enum class Kind { heartbeat, presence, registered, patch, removed, broker_connected, refresh } kind;
+  enum class Kind { heartbeat, presence, registered, patch, removed, broker_connected, broker_disconnected, refresh } kind;
   DeviceId id{};
   Transport transport = Transport::mqtt;
   bool reports_error = false;
@@ -43,6 +43,7 @@ struct Fleet::Event {
   std::vector<store::StoredStatus> refreshed = {};  // kind refresh: documents with a fresh last_seen
   int attempts = 0;
   TimePoint not_before{};
+  bool session_present = true;  // kind broker_connected
 };
 
 struct Fleet::PendingWrite {
@@ -305,7 +306,13 @@ std::size_t Fleet::size() const {
   return registry_.size();
 }
 
-void Fleet::broker_connected() { post(Event{Event::Kind::broker_connected}); }
+void Fleet::broker_connected(bool session_present) {
+  Event e{Event::Kind::broker_connected};
+  e.session_present = session_present;
+  post(std::move(e));
+}
+
+void Fleet::broker_disconnected() { post(Event{Event::Kind::broker_disconnected}); }
 
 void Fleet::status_acked(const DeviceId& id, std::int64_t seq) {
   ++metrics_.status_published;
@@ -358,6 +365,9 @@ void Fleet::owner_loop() {
     for (auto& event : events) handle(event, batch, now);
     expire_due(batch, now);
     commit(batch);
+    if (const auto held = transition_log_.close_window(now))
+      log_info("status_changes_not_logged", {{"count", std::to_string(held)},
+                                             {"note", "at most 20 status changes are logged a second"}});
     if (counts_dirty_ && now - last_summary_ >= summary_interval && publisher_) {
       publisher_->publish_summary(counts(), now);
       counts_dirty_ = false;
@@ -421,9 +431,11 @@ void Fleet::handle(Event& event, Batch& batch, TimePoint now) {
     }
     case Event::Kind::broker_connected:
       commit(batch);
-      republish_outbox();
+      republish_outbox(!event.session_present);
       counts_dirty_ = true;
       last_summary_ = TimePoint{};
+      break;
+    case Event::Kind::broker_disconnected:
       break;
   }
 }
@@ -485,7 +497,12 @@ bool Fleet::heartbeat_in_place(const DeviceId& id, bool reports_error, Transport
 }
 
 void Fleet::handle_heartbeat(Event& event, Batch& batch, TimePoint now) {
-  if (event.attempts == 0) owner_took(event.id);  // a retry was counted off already
+  // Counted off only once this event has been applied: until then a later message
+  // of the device must queue behind it rather than be applied in place.
+  struct Took {
+    Fleet* fleet; const DeviceId& id; bool on;
+    ~Took() { if (on) fleet->owner_took(id); }
+  } took{this, event.id, event.attempts == 0};
   // Not while this cycle holds an uncommitted write for the device: the reply
   // would report a state not yet stored.
   HeartbeatReply direct{};
@@ -518,7 +535,12 @@ void Fleet::handle_heartbeat(Event& event, Batch& batch, TimePoint now) {
 }
 
 void Fleet::handle_presence(Event& event, Batch& batch, TimePoint now) {
-  if (event.attempts == 0) owner_took(event.id);  // a retry was counted off already
+  // Counted off only once this event has been applied: until then a later message
+  // of the device must queue behind it rather than be applied in place.
+  struct Took {
+    Fleet* fleet; const DeviceId& id; bool on;
+    ~Took() { if (on) fleet->owner_took(id); }
+  } took{this, event.id, event.attempts == 0};
   if (batch.index.count(event.id)) commit(batch);
   std::unique_lock lock(registry_mutex_);
   auto it = registry_.find(event.id);
@@ -611,6 +633,19 @@ void Fleet::expire_due(Batch& batch, TimePoint now) {
   }
 }
 
+void Fleet::log_transition(const DeviceId& id, const core::Transition& t, TimePoint now) {
+  // Owner thread only. "Why did this device go offline" is answered by grep.
+  const auto budget = transition_log_.take(now);
+  if (budget.held_back)
+    log_info("status_changes_not_logged", {{"count", std::to_string(budget.held_back)},
+                                           {"note", "at most 20 status changes are logged a second"}});
+  if (!budget.write) return;
+  log_info("status_changed", {{"device", id.to_string()},
+                              {"from", t.from ? std::string(core::to_string(*t.from)) : std::string("none")},
+                              {"to", std::string(core::to_string(t.to))},
+                              {"reason", std::string(core::to_string(t.reason))}});
+}
+
 void Fleet::commit(Batch& batch) {
   if (batch.writes.empty()) return;
   std::vector<store::StateWrite> writes;
@@ -630,6 +665,8 @@ void Fleet::commit(Batch& batch) {
       ++metrics_.transitions[static_cast<std::size_t>(s.document.reason)];
       if (publisher_) publisher_->publish_status(s);
     }
+    for (const auto& w : batch.writes)
+      if (w.write.transition) log_transition(w.write.id, *w.write.transition, now);
     for (auto& w : batch.writes)
       if (w.reply)
         w.reply->set_value(HeartbeatReply{w.write.id, w.write.state.status(), w.write.state.last_seen, w.too_frequent});
@@ -661,14 +698,20 @@ void Fleet::commit(Batch& batch) {
   batch.index.clear();
 }
 
-void Fleet::republish_outbox() {
-  auto pending = store_.unpublished(200000);
+void Fleet::republish_outbox(bool everything) {
+  // A broker that lost the service's session (crash before saving, a new
+  // broker) lost the retained statuses it had acknowledged too: publish them all.
+  auto pending = everything ? store_.all_statuses() : store_.unpublished(200000);
   if (!pending) {
     ++metrics_.database_errors;
     log_error("outbox_read_failed", {{"error", pending.error().detail}});
     return;
   }
-  if (!pending->empty()) log_info("outbox_republish", {{"statuses", std::to_string(pending->size())}});
+  if (everything)
+    log_info("status_republish_all", {{"statuses", std::to_string(pending->size())},
+                                      {"reason", "the broker held no session for the service"}});
+  else if (!pending->empty())
+    log_info("outbox_republish", {{"statuses", std::to_string(pending->size())}});
   if (publisher_)
     for (const auto& s : pending.value()) publisher_->publish_status(s);
   auto clears = store_.pending_clears(200000);

@@ -30,6 +30,7 @@
 
 #include "core/deadlines.hpp"
 #include "core/heartbeat.hpp"
+#include "core/log_budget.hpp"
 #include "core/presence.hpp"
 #include "service/metrics.hpp"
 #include "store/device_store.hpp"
@@ -130,7 +131,11 @@ class Fleet {
   std::size_t size() const;
 
   // --- from the MQTT adapter ---
-  void broker_connected();
+  // Connected (again). Without a session on the broker (session_present false)
+  // every device's status is published again, else what the outbox owes.
+  void broker_connected(bool session_present);
+  // The link to the broker is down.
+  void broker_disconnected();
   void status_acked(const DeviceId& id, std::int64_t seq);
   // The broker confirmed clearing a deleted device's retained topics.
   void clear_acked(const DeviceId& id);
@@ -161,8 +166,9 @@ class Fleet {
   void add_write(Batch& batch, const DeviceId& id, const core::DeviceState& before, const core::Outcome& outcome,
                  Event* source);
   void commit(Batch& batch);
+  void log_transition(const DeviceId& id, const core::Transition& t, TimePoint now);
   void apply_counts(std::optional<core::Status> from, std::optional<core::Status> to);
-  void republish_outbox();
+  void republish_outbox(bool everything);
   void watch(const DeviceId& id, const core::DeviceState& state);
   void overlay_last_seen(core::DeviceRecord& record) const;
 
@@ -180,6 +186,7 @@ class Fleet {
   // Devices with heartbeat/presence events queued for the owner, and how many.
   std::unordered_map<DeviceId, int, core::DeviceIdHash> queued_for_owner_;
   core::DeadlineQueue deadlines_;  // owner thread only
+  core::LogBudget transition_log_{20, std::chrono::seconds{1}};  // owner thread only
   core::FleetCounts counts_;       // guarded by registry_mutex_
   bool counts_dirty_ = true;
   TimePoint last_summary_{};

@@ -179,6 +179,10 @@ void DeviceStore::prepare_statements(pqxx::connection& c) {
             "SELECT id::text, name, device_type, hardware_id, status,"
             " (extract(epoch from last_seen) * 1000)::bigint, (extract(epoch from status_changed_at) * 1000)::bigint,"
             " status_reason, status_seq FROM devices WHERE status_seq <> published_seq LIMIT $1");
+  c.prepare("all_statuses",
+            "SELECT id::text, name, device_type, hardware_id, status,"
+            " (extract(epoch from last_seen) * 1000)::bigint, (extract(epoch from status_changed_at) * 1000)::bigint,"
+            " status_reason, status_seq FROM devices ORDER BY status_changed_at");
   c.prepare("delete",
             "WITH d AS (DELETE FROM devices WHERE id = $1::uuid RETURNING id, hardware_id),"
             " t AS (INSERT INTO retained_clears (device_id, deleted_at) SELECT id, now() FROM d"
@@ -488,6 +492,15 @@ Result<std::vector<StoredStatus>> DeviceStore::unpublished(std::size_t limit) {
     std::vector<StoredStatus> out;
     for (const auto& row : tx.exec_prepared("unpublished", static_cast<std::int64_t>(limit)))
       out.push_back(to_stored_status(row));
+    return out;
+  });
+}
+
+Result<std::vector<StoredStatus>> DeviceStore::all_statuses() {
+  return guarded("all_statuses", [&](pqxx::connection& c) -> Result<std::vector<StoredStatus>> {
+    pqxx::read_transaction tx(c);
+    std::vector<StoredStatus> out;
+    for (const auto& row : tx.exec_prepared("all_statuses")) out.push_back(to_stored_status(row));
     return out;
   });
 }

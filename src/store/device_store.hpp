@@ -114,6 +114,8 @@ class DeviceStore {
   Result<std::size_t> load_states(const std::function<void(const std::vector<LoadedDevice>&)>& page);
   // Outbox: transitions whose retained message the broker has not acknowledged.
   Result<std::vector<StoredStatus>> unpublished(std::size_t limit);
+  // Every device's current status document (after the broker lost them).
+  Result<std::vector<StoredStatus>> all_statuses();
   Result<core::Done> mark_published(const std::vector<std::pair<DeviceId, std::int64_t>>& acked);
   // Deleted devices whose retained topics are not yet confirmed cleared (a
   // DELETE records one in its transaction; see schema/005).

@@ -142,6 +142,14 @@ def test_registration_issues_broker_credentials_shown_once(stack):
     assert "mqtt" not in got
 
 
+def test_the_brokers_reason_for_dropping_the_service_is_logged(stack):
+    """Test whether the broker's DISCONNECT reason code (0x98 administrative action, when the service granted itself its role) is logged."""
+    _, service = stack
+    lines = [l for l in service.log_text().splitlines() if "mqtt_disconnected_by_broker" in l]
+    assert lines, service.log_tail(40)
+    assert "reason_code=152" in lines[0] and "Administrative action" in lines[0], lines
+
+
 def test_provisioning_key_is_required(stack):
     """Test whether registration without the key is 401, with a wrong key 403, and writes nothing."""
     _, service = stack

@@ -185,6 +185,18 @@ TEST_CASE("flags override the environment, in both spellings") {
     REQUIRE(parsed.ok());
     CHECK(parsed->config.database_url == "host=db password=x");
   }
+  SUBCASE("a flag replaces a bad variable before it is checked") {
+    const auto parsed = parse({{"MAESTRA_HTTP_PORT", "abc"}, {"MAESTRA_OFFLINE_AFTER", "0"}},
+                              {"--http-port", "18099", "--offline-after=5"});
+    REQUIRE(parsed.ok());
+    CHECK(parsed->config.http_port == 18099);
+    CHECK(parsed->config.offline_after == Seconds{5});
+  }
+  SUBCASE("a bad variable with no flag over it is still an error") {
+    const auto parsed = parse({{"MAESTRA_HTTP_PORT", "abc"}}, {"--offline-after=5"});
+    REQUIRE_FALSE(parsed.ok());
+    CHECK(parsed.error().field == "MAESTRA_HTTP_PORT");
+  }
   SUBCASE("an empty value with --flag= is taken as given") {
     const auto parsed = parse({{"MAESTRA_MQTT_USERNAME", "user"}}, {"--mqtt-username="});
     REQUIRE(parsed.ok());

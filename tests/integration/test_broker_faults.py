@@ -1,0 +1,147 @@
+"""Presence through broker faults: the service's link to the broker when the
+broker restarts, crashes, refuses the service, or hands its client id to
+another connection.
+
+- Test whether another connection taking the service's client id is logged as such.
+- Test whether connections that die right after connecting lead to a clean start
+  and a full republish, and the service ends connected.
+- Test whether a broker that lost its state (crash before saving) gets every
+  device's retained status back from the service.
+- Test whether twenty broker restarts under load each end with the service
+  connected within 5 s, and the broker never calls its packets malformed.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import paho.mqtt.client as paho
+
+from fault_proxy import FaultProxy
+from harness import fleet_manager_binary, wait_until
+from test_mqtt_common import (
+    fleet,  # noqa: F401 - the fixture
+    get_device,
+    health,
+    register_http,
+    retained_now,
+    status_topic,
+    wait_status,
+)
+
+
+def connected_within(svc, timeout: float) -> float:
+    """Seconds until /health says the broker link is up (fails after timeout)."""
+    start = time.monotonic()
+    wait_until(lambda: health(svc).get("mqtt") == "connected", timeout=timeout, interval=0.05,
+               message=lambda: "service not connected to the broker\n" + svc.log_tail(30))
+    return time.monotonic() - start
+
+
+def take_over(broker, client_id: str) -> None:
+    """Connect once with the service's client id (no reconnect), then leave."""
+    impostor = paho.Client(client_id=client_id, protocol=paho.MQTTv5)
+    impostor.connect("127.0.0.1", broker.port, clean_start=False)
+    for _ in range(20):
+        impostor.loop(0.05)
+    impostor.disconnect()
+    impostor.loop(0.05)
+
+
+def test_client_id_takeover_is_logged_as_such_and_healed(fleet, start_broker):
+    """Test whether another connection taking the service's client id is logged as a takeover, twice as a conflict, and healed."""
+    broker = start_broker()
+    svc = fleet(broker=broker)
+    take_over(broker, svc.client_id)
+    wait_until(lambda: "mqtt_connection_closed_by_broker" in svc.log_text(), timeout=10,
+               message=lambda: svc.log_tail(30))
+    line = next(l for l in svc.log_text().splitlines() if "mqtt_connection_closed_by_broker" in l)
+    assert svc.client_id in line and "client id" in line, line
+    assert connected_within(svc, 10) < 10
+    time.sleep(0.5)
+    take_over(broker, svc.client_id)
+    wait_until(lambda: "mqtt_client_id_conflict" in svc.log_text(), timeout=10, message=lambda: svc.log_tail(30))
+    assert connected_within(svc, 10) < 10
+
+
+def test_connections_dropped_right_after_connecting_end_in_a_clean_start(fleet, start_broker, mqtt):
+    """Test whether two connections lost within 10 s of connecting make the next one start clean and republish every status."""
+    broker = start_broker()
+    proxy = FaultProxy(broker.port).start()
+    try:
+        svc = fleet(broker=broker, MAESTRA_MQTT_URL=proxy.url)
+        ids = [register_http(svc)["id"] for _ in range(5)]
+        watcher = mqtt(broker=broker, subscribe="maestra/devices/+/status")
+        for device_id in ids:
+            wait_status(watcher, device_id, "online", "registered")
+        # The connection open now has lasted under 10 s; cutting it and the next
+        # one 2 s after it connects makes two quick drops in a row.
+        proxy.cut_after_connect(1, 2.0)
+        proxy.cut_open_connections()
+        def after_clean_start():
+            log = svc.log_text()
+            return "mqtt_clean_start" in log and re.search(
+                r"status_republish_all statuses=5\b", log[log.index("mqtt_clean_start"):])
+        wait_until(after_clean_start, timeout=30, message=lambda: svc.log_tail(40))
+        log = svc.log_text()
+        connects = [l for l in log.splitlines() if "mqtt_connected" in l]
+        assert len(connects) == 3, connects  # the first, the cut one, the clean one
+        assert "session_present=true" in connects[1] and "session_present=false" in connects[2], connects
+        assert proxy.cut == 1
+        assert connected_within(svc, 10) < 10
+    finally:
+        proxy.stop()
+
+
+def test_broker_that_lost_its_state_gets_every_retained_status_back(fleet, start_broker, mqtt):
+    """Test whether, after a broker crash that lost its persistence, every device has a retained status equal to the database."""
+    broker = start_broker()
+    svc = fleet(broker=broker)
+    ids = [register_http(svc)["id"] for _ in range(20)]
+    svc.patch(f"/devices/{ids[0]}", json={"status": "maintenance"})
+    watcher = mqtt(broker=broker, subscribe="maestra/devices/+/status")
+    wait_status(watcher, ids[0], "maintenance")
+    for device_id in ids[1:]:
+        wait_status(watcher, device_id, "online", "registered")
+    watcher.close()
+    broker.kill()
+    for path in broker.persistence_dir.iterdir():  # a crash before any autosave
+        path.unlink()
+    broker.start()
+    assert connected_within(svc, 10) < 10
+
+    def all_back():
+        docs = {m.topic: m for m in retained_now(mqtt, "maestra/devices/+/status", broker=broker, strict=False)}
+        return len(docs) == len(ids) and docs
+    docs = wait_until(all_back, timeout=15, message=lambda: svc.log_tail(30))
+    for device_id in ids:
+        doc = json.loads(docs[status_topic(device_id)].payload)
+        assert doc["status"] == get_device(svc, device_id)["status"], doc
+
+
+def test_twenty_broker_restarts_under_load_reconnect_within_5_s(fleet, start_broker):
+    """Test whether the service reconnects within 5 s after each of twenty broker restarts with devices heartbeating."""
+    broker = start_broker()
+    svc = fleet(broker=broker)
+    sim_bin = fleet_manager_binary().parent / "tools" / "fleet-sim" / "fleet-sim"
+    sim = subprocess.Popen([str(sim_bin), "--devices", "200", "--port", str(broker.port), "--http", svc.url,
+                            "--interval-ms", "300", "--duration", "150", "--quiet", "--run-id", "restarts"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: len(svc.get("/devices").json()) == 200, timeout=30)
+        time.sleep(1)
+        waits = []
+        for _ in range(20):
+            broker.stop()
+            time.sleep(0.5)
+            broker.start()
+            waits.append(connected_within(svc, 5))
+            time.sleep(0.5)
+        assert max(waits) < 5, waits
+        assert "malformed" not in broker.log_text()
+    finally:
+        sim.terminate()
+        sim.wait(10)
