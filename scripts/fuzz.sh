@@ -93,7 +93,7 @@ fi
 
 # --- is clang++ with libFuzzer here? ---------------------------------------------
 skip() {
-  printf '[maestra] fuzz: SKIPPED: %s (Debian: apt-get install clang libclang-rt-14-dev)\n' "$1"
+  printf '[maestra] fuzz: SKIPPED: %s (Debian 12: apt-get install clang libclang-rt-dev llvm)\n' "$1"
   exit 0
 }
 command -v "$FUZZ_CXX" >/dev/null 2>&1 || skip "$FUZZ_CXX is not installed"
@@ -107,6 +107,14 @@ if ! "$FUZZ_CXX" -fsanitize=fuzzer,address,undefined "$probe_dir/probe.cpp" -o "
   skip "$FUZZ_CXX cannot link -fsanitize=fuzzer,address,undefined (${reason:-no output})"
 fi
 rm -rf "$probe_dir"
+
+# Readable stack traces: the symbolizer next to this clang, when PATH has none.
+if [[ -z "${ASAN_SYMBOLIZER_PATH:-}" ]]; then
+  symbolizer="$("$FUZZ_CXX" -print-prog-name=llvm-symbolizer 2>/dev/null)"
+  if [[ -x "$symbolizer" ]]; then
+    export ASAN_SYMBOLIZER_PATH="$symbolizer" UBSAN_SYMBOLIZER_PATH="$symbolizer"
+  fi
+fi
 
 # --- build -------------------------------------------------------------------------
 log "fuzz: building tests/fuzz with $FUZZ_CXX into $FUZZ_BUILD_DIR"
