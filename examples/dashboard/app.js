@@ -165,8 +165,9 @@
     return e.offlineMs === null ? '' : `${clock(e.offlineMs, now)} (${duration(e.offlineMs, now)})`;
   }
 
-  // A location or metadata object as text an operator reads: "Building Main · Floor 1 ·
-  // Room Lab". Places from the largest to the smallest, then coordinates, then the rest.
+  // A location object as text an operator reads: "Building Main · Floor 1 · Room Lab":
+  // places from the largest to the smallest, then coordinates, then the rest as
+  // "Key: value". Metadata (places = false) is "Key: value" for every field, in order.
   const PLACE_KEYS = ['site', 'campus', 'venue', 'address', 'city', 'building', 'hall', 'floor', 'level',
     'room', 'area', 'zone', 'stage', 'rack', 'position', 'spot', 'description', 'notes'];
   function label(key) {
@@ -179,7 +180,7 @@
     if (typeof value === 'object') return readable(value, ', ');
     return String(value);
   }
-  function readable(value, separator = ' · ') {
+  function readable(value, separator = ' · ', places = true) {
     if (value === null || value === undefined) return '';
     if (typeof value !== 'object' || Array.isArray(value)) return plain(value);
     const keys = Object.keys(value);
@@ -188,14 +189,14 @@
     const used = new Set();
     const lat = keys.find((k) => ['lat', 'latitude'].includes(lower(k)));
     const lon = keys.find((k) => ['lon', 'lng', 'long', 'longitude'].includes(lower(k)));
-    for (const place of PLACE_KEYS) {
+    for (const place of places ? PLACE_KEYS : []) {
       const key = keys.find((k) => lower(k) === place);
       if (key === undefined || used.has(key)) continue;
       used.add(key);
       const text = plain(value[key]);
       if (text) parts.push(['description', 'notes'].includes(place) ? text : `${label(key)} ${text}`);
     }
-    if (lat !== undefined && lon !== undefined && Number.isFinite(Number(value[lat])) &&
+    if (places && lat !== undefined && lon !== undefined && Number.isFinite(Number(value[lat])) &&
         Number.isFinite(Number(value[lon]))) {
       used.add(lat).add(lon);
       parts.push(`${Number(value[lat]).toFixed(5)}, ${Number(value[lon]).toFixed(5)}`);
@@ -673,7 +674,7 @@
       if (meta) {
         const rest = { ...meta };
         if (!hasLocation) delete rest.location;
-        const text = readable(rest, '\n');
+        const text = readable(rest, '\n', false);
         if (text) fields.push(['Metadata', text, 'lines']);
       } else if (r.metadata) {
         fields.push(['Metadata', plain(r.metadata), 'lines']);
