@@ -362,6 +362,8 @@ class State:
         self.good_hw: str | None = None
         self.rss: list[tuple[float, int]] = []
         self.rss_limit_kb = int(rss_limit_mb * 1024)
+        self.rss_abort_kb = int(args.rss_abort_mb * 1024)
+        self.aborted: str | None = None
         self.crashed: str | None = None
         self.stop = threading.Event()
         self.mqtt_pending: dict[str, dict] = {}                      # reply topic -> case
@@ -1622,6 +1624,13 @@ def rss_loop(state: State, pid: int, proc_alive: Callable[[], bool], describe_ex
             state.rss_jumps.append({"at_s": round(state.rss[-1][0], 1), "from_mb": round(state.rss[-2][1] / 1024, 1),
                                     "to_mb": round(kb / 1024, 1),
                                     "requests_in_that_second": dict(Counter(window).most_common(8))})
+        if kb > state.rss_abort_kb:
+            state.finding("rss_limit", "service", f"RSS over the safety ceiling: run stopped early",
+                          {"rss_mb": round(kb / 1024, 1), "at_s": round(time.time() - state.started, 1),
+                           "should": f"the run stops at --rss-abort-mb {state.rss_abort_kb // 1024} to protect the machine"})
+            state.aborted = f"RSS {kb // 1024} MB over --rss-abort-mb"
+            state.stop.set()
+            return
         if kb > state.rss_limit_kb and not over_reported:
             over_reported = True
             state.finding("rss_limit", "service", f"RSS over {state.rss_limit_kb // 1024} MB",
@@ -1748,6 +1757,8 @@ def main() -> int:
     ap.add_argument("--mqtt-share", type=float, default=0.3, help="share of hostile traffic over MQTT (0.3)")
     ap.add_argument("--binary", default=str(REPO / "build" / "fleet-manager"))
     ap.add_argument("--rss-limit-mb", type=float, default=150)
+    ap.add_argument("--rss-abort-mb", type=float, default=4096,
+                    help="stop the run early when the service's RSS passes this (4096), to protect the machine")
     ap.add_argument("--max-body-mb", type=int, default=32, help="largest oversize body sent (32 MB)")
     ap.add_argument("--path-limit", type=int, default=8192, help="paths longer than this must get 414 (8192)")
     ap.add_argument("--header-count-limit", type=int, default=1000, help="more headers must get 431 (1000)")
@@ -1913,16 +1924,20 @@ def main() -> int:
         for t in threads:
             t.start()
         last_print = 0.0
-        while any(t.is_alive() for t in threads):
-            time.sleep(1.0)
-            mqtt.expire(30.0)
-            if time.monotonic() - last_print >= 30:
-                last_print = time.monotonic()
-                sent = sum(sum(c.values()) for c in state.counts.values())
-                rss = state.rss[-1][1] / 1024 if state.rss else 0
-                nf = sum(f["count"] for f in state.findings.values())
-                print(f"[fuzz] t={time.time() - state.started:5.0f}s sent={sent} rss={rss:.1f}MB findings={nf}",
-                      flush=True)
+        try:
+            while any(t.is_alive() for t in threads):
+                time.sleep(1.0)
+                mqtt.expire(30.0)
+                if time.monotonic() - last_print >= 30:
+                    last_print = time.monotonic()
+                    sent = sum(sum(c.values()) for c in state.counts.values())
+                    rss = state.rss[-1][1] / 1024 if state.rss else 0
+                    nf = sum(f["count"] for f in state.findings.values())
+                    print(f"[fuzz] t={time.time() - state.started:5.0f}s sent={sent} rss={rss:.1f}MB findings={nf}",
+                          flush=True)
+        except KeyboardInterrupt:  # Ctrl-C: stop sending, still check and report
+            state.aborted = state.aborted or f"interrupted at {time.time() - state.started:.0f} s"
+            state.stop.set()
         for t in threads:
             t.join(timeout=30)
         # let the last replies and flushes arrive, then check
@@ -1985,7 +2000,7 @@ def report(state: State, args, db: dict, logscan: dict, base_url: str, pid, log_
         "binary": args.binary if not args.attach_url else None,
         "binary_mtime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(Path(args.binary).stat().st_mtime))
         if not args.attach_url and Path(args.binary).exists() else None,
-        "crashed": state.crashed, "rss": rss_info, "good_device": good,
+        "crashed": state.crashed, "aborted": state.aborted, "rss": rss_info, "good_device": good,
         "sent_per_route": totals, "answers_per_route": {r: dict(c) for r, c in state.counts.items()},
         "findings_by_kind": dict(by_kind), "notes_by_kind": dict(notes_by_kind),
         "findings": sorted(state.findings.values(), key=lambda f: (f["kind"], f["route"], -f["count"])),
@@ -2016,7 +2031,7 @@ def report(state: State, args, db: dict, logscan: dict, base_url: str, pid, log_
     print(f"good device {good['id']}: {good['http_heartbeats']} HTTP heartbeats (p50 {good['http_latency_p50_ms']} ms, "
           f"max {good['http_latency_max_ms']} ms), {good['mqtt_heartbeats']} MQTT heartbeats, "
           f"{good['status_messages']} status messages, {good['record_checks']} record checks")
-    print(f"crash: {state.crashed or 'none'}")
+    print(f"crash: {state.crashed or 'none'}" + (f"; run stopped early: {state.aborted}" if state.aborted else ""))
     print(f"database: {json.dumps({k: v for k, v in db.items() if k != 'good_device_history'})}")
     print(f"          good device history: {db.get('good_device_history')}")
     if logscan:
