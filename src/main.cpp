@@ -112,6 +112,10 @@ int main(int argc, char** argv) {
     std::cout << core::help_text("fleet-manager");
     return 0;
   }
+  if (parsed->show_routes) {
+    std::cout << http::route_table_text();
+    return 0;
+  }
   if (parsed->show_version) {
     std::cout << "fleet-manager " << MAESTRA_VERSION << "\n";
     return 0;

@@ -152,6 +152,7 @@ Result<ParsedCommandLine> parse_command_line(const EnvLookup& env, const std::ve
     const std::string& arg = args[i];
     if (arg == "--help" || arg == "-h") { parsed.show_help = true; continue; }
     if (arg == "--version") { parsed.show_version = true; continue; }
+    if (arg == "--routes") { parsed.show_routes = true; continue; }
     const auto eq = arg.find('=');
     const std::string flag = arg.substr(0, eq);
     const OptionSpec* spec = nullptr;
@@ -198,26 +199,29 @@ std::string help_text(std::string_view program) {
     text += std::string(o.env) + " (default: " + (o.default_text.empty() ? "empty" : std::string(o.default_text)) +
             ")\n      " + std::string(o.help) + "\n";
   }
-  text += "  --help                      show this text\n  --version                   print the version\n";
+  text += "  --help                      show this text\n  --version                   print the version\n"
+          "  --routes                    print the HTTP routes (method, path, admin or open, what it does)\n";
   return text;
 }
 
 std::string redact_url(std::string_view url) {
-  const auto scheme = url.find("://");
-  const auto at = url.find('@');
-  if (scheme == std::string_view::npos || at == std::string_view::npos || at < scheme) {
-    // key=value connection strings: hide password=...
-    std::string out(url);
-    const auto pw = out.find("password=");
-    if (pw != std::string::npos) {
-      const auto end = out.find(' ', pw);
-      out.replace(pw + 9, (end == std::string::npos ? out.size() : end) - pw - 9, "***");
+  std::string out(url);
+  // user:password@ of a URL
+  const auto scheme = out.find("://");
+  if (scheme != std::string::npos) {
+    const auto authority_end = out.find_first_of("/?#", scheme + 3);
+    const auto at = out.rfind('@', authority_end == std::string::npos ? std::string::npos : authority_end);
+    if (at != std::string::npos && at > scheme) {
+      const auto colon = out.find(':', scheme + 3);
+      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
     }
-    return out;
   }
-  const auto colon = url.find(':', scheme + 3);
-  if (colon == std::string_view::npos || colon > at) return std::string(url);
-  return std::string(url.substr(0, colon + 1)) + "***" + std::string(url.substr(at));
+  // password=... of a query string or a key=value connection string, wherever it is
+  for (auto pw = out.find("password="); pw != std::string::npos; pw = out.find("password=", pw + 9)) {
+    const auto end = out.find_first_of(" &", pw + 9);
+    out.replace(pw + 9, (end == std::string::npos ? out.size() : end) - pw - 9, "***");
+  }
+  return out;
 }
 
 }  // namespace maestra::core

@@ -53,6 +53,7 @@ struct ParsedCommandLine {
   Config config;
   bool show_help = false;
   bool show_version = false;
+  bool show_routes = false;  // --routes: print the HTTP route table
 };
 
 using EnvLookup = std::function<std::optional<std::string>(std::string_view name)>;

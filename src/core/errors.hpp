@@ -18,6 +18,7 @@ enum class ErrorKind {
   unavailable,    // the database is down
   unauthorized,   // missing credentials
   forbidden,      // wrong credentials
+  internal,       // a bug or bad stored data: logged with its cause, never blamed on the client
 };
 
 struct Error {

@@ -26,6 +26,15 @@ Result<std::optional<Seconds>> optional_offline_after(const Json& body) {
 
 }  // namespace
 
+std::optional<Error> check_hardware_id(std::string_view value) {
+  if (!is_valid_utf8(value)) return invalid("hardware_id", "hardware_id is not valid UTF-8");
+  if (value.empty() || is_blank(value)) return invalid("hardware_id", "hardware_id must not be empty or blank");
+  if (utf8_length(value) > max_hardware_id_chars)
+    return invalid("hardware_id", "hardware_id is longer than " + std::to_string(max_hardware_id_chars) + " characters");
+  if (has_control_characters(value)) return invalid("hardware_id", "hardware_id contains control characters");
+  return std::nullopt;
+}
+
 Result<Registration> parse_registration(const Json& body, std::optional<std::string_view> topic_hardware_id) {
   Registration r;
   auto name = required_string(body, "name", max_name_chars);
@@ -35,11 +44,15 @@ Result<Registration> parse_registration(const Json& body, std::optional<std::str
   if (!type) return type.error();
   r.device_type = std::move(type.value());
 
+  if (topic_hardware_id) {
+    if (auto error = check_hardware_id(*topic_hardware_id)) return *error;
+  }
   if (topic_hardware_id && (!body.contains("hardware_id") || body["hardware_id"].is_null())) {
     r.hardware_id = std::string(*topic_hardware_id);
   } else {
     auto hw = required_string(body, "hardware_id", max_hardware_id_chars);
     if (!hw) return hw.error();
+    if (auto error = check_hardware_id(hw.value())) return *error;
     r.hardware_id = std::move(hw.value());
     if (topic_hardware_id && r.hardware_id != *topic_hardware_id)
       return invalid("hardware_id", "hardware_id does not match the topic");
@@ -89,6 +102,7 @@ Result<HeartbeatRequest> parse_heartbeat(const Json& body, std::optional<DeviceI
       return invalid("device_id", "device_id is required (or hardware_id)");
     auto hw = required_string(body, "hardware_id", max_hardware_id_chars);
     if (!hw) return hw.error();
+    if (auto error = check_hardware_id(hw.value())) return *error;
     h.hardware_id = std::move(hw.value());
   }
   if (const auto it = body.find("status"); it != body.end() && !it->is_null()) {
@@ -152,6 +166,55 @@ Result<DevicePatch> parse_patch(const Json& body) {
     if (!is_known) return invalid(key, key + " cannot be changed");
   }
   return p;
+}
+
+namespace {
+// A whole decimal number within [low, high], or nullopt.
+std::optional<std::int64_t> whole_number(const std::string& text, std::int64_t low, std::int64_t high) {
+  if (text.empty() || text.size() > 12) return std::nullopt;
+  std::int64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + (c - '0');
+  }
+  if (value < low || value > high) return std::nullopt;
+  return value;
+}
+}  // namespace
+
+Result<ListQuery> parse_list_query(const ParamLookup& param) {
+  ListQuery q;
+  if (auto status = param("status")) {
+    if (!parse_status(*status))
+      return invalid("status", "status must be one of online, offline, error, maintenance");
+    q.status = *status;
+  }
+  if (auto type = param("device_type")) {
+    if (auto error = check_text("device_type", *type, max_device_type_chars)) return *error;
+    q.device_type = *type;
+  }
+  if (auto hardware_id = param("hardware_id")) {
+    if (auto error = check_text("hardware_id", *hardware_id, max_hardware_id_chars)) return *error;
+    q.hardware_id = *hardware_id;
+  }
+  if (auto limit = param("limit")) {
+    q.limit = whole_number(*limit, 0, max_list_limit);
+    if (!q.limit) return invalid("limit", "limit must be an integer 0-" + std::to_string(max_list_limit));
+  }
+  if (auto offset = param("offset")) {
+    auto n = whole_number(*offset, 0, max_list_offset);
+    if (!n) return invalid("offset", "offset must be an integer 0-" + std::to_string(max_list_offset));
+    q.offset = *n;
+  }
+  return q;
+}
+
+Result<int> parse_history_limit(const ParamLookup& param) {
+  auto limit = param("limit");
+  if (!limit) return default_history_limit;
+  auto n = whole_number(*limit, 1, max_history_limit);
+  if (!n) return invalid("limit", "limit must be an integer 1-" + std::to_string(max_history_limit));
+  return static_cast<int>(*n);
 }
 
 }  // namespace maestra::core

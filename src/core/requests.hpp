@@ -2,6 +2,8 @@
 // for every transport: registration, heartbeat, and the administrator's patch.
 // HTTP bodies and MQTT payloads both come through these functions.
 #pragma once
+#include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -29,6 +31,11 @@ struct Registration {
   std::optional<Seconds> offline_after;
   std::optional<std::string> provisioning_key;  // when the service requires one
 };
+
+// The one rule for a hardware id, whatever carries it (a body, an MQTT topic, a
+// path): valid UTF-8, not empty or blank (Unicode spaces included), at most
+// max_hardware_id_chars characters, no control characters.
+std::optional<Error> check_hardware_id(std::string_view value);
 
 // Provisioning control, for every transport: when a key is configured the
 // registration must present it (unauthorized if absent, forbidden if wrong).
@@ -75,5 +82,28 @@ struct DevicePatch {
 };
 
 Result<DevicePatch> parse_patch(const Json& body);
+
+// GET /devices: filters and paging from the query string. Every value is
+// checked as text (valid UTF-8, no control characters, bounded) and named in
+// the error; `limit` is optional (absent: every device), at most max_list_limit.
+inline constexpr std::int64_t max_list_limit = 100000;
+inline constexpr std::int64_t max_list_offset = 1000000000;
+inline constexpr int default_history_limit = 50;
+inline constexpr int max_history_limit = 1000;
+
+struct ListQuery {
+  std::optional<std::string> status;
+  std::optional<std::string> device_type;
+  std::optional<std::string> hardware_id;
+  std::optional<std::int64_t> limit;
+  std::int64_t offset = 0;
+};
+
+// Looks up one query parameter of the request (nullopt when absent).
+using ParamLookup = std::function<std::optional<std::string>(std::string_view name)>;
+
+Result<ListQuery> parse_list_query(const ParamLookup& param);
+// GET /devices/{id}/history?limit=: 1 to max_history_limit, default default_history_limit.
+Result<int> parse_history_limit(const ParamLookup& param);
 
 }  // namespace maestra::core

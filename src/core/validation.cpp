@@ -16,6 +16,7 @@ std::string_view error_code(ErrorKind kind) {
     case ErrorKind::unavailable: return "unavailable";
     case ErrorKind::unauthorized: return "unauthorized";
     case ErrorKind::forbidden: return "forbidden";
+    case ErrorKind::internal: return "internal_error";
   }
   return "error";
 }
@@ -29,14 +30,18 @@ Result<Json> parse_json_object(std::string_view body) {
   if (body.find('\0') != std::string_view::npos)
     return Error{ErrorKind::malformed, "", "body is not valid JSON (raw NUL byte)"};
   bool too_deep = false;
+  int members = 0;
   // The callback sees a container's start at its parent's depth: count it too.
-  Json::parser_callback_t limit_depth = [&too_deep](int depth, Json::parse_event_t event, Json&) {
+  Json::parser_callback_t limit = [&too_deep, &members](int depth, Json::parse_event_t event, Json&) {
     const bool opens = event == Json::parse_event_t::object_start || event == Json::parse_event_t::array_start;
     if (depth + (opens ? 1 : 0) > max_json_depth) too_deep = true;
-    return !too_deep;
+    if (event == Json::parse_event_t::key) ++members;
+    return !too_deep && members <= max_json_members;
   };
-  Json doc = Json::parse(body, limit_depth, /*allow_exceptions=*/false);
+  Json doc = Json::parse(body, limit, /*allow_exceptions=*/false);
   if (too_deep) return Error{ErrorKind::malformed, "", "JSON nesting is deeper than 32 levels"};
+  if (members > max_json_members)
+    return Error{ErrorKind::malformed, "", "JSON has more than " + std::to_string(max_json_members) + " object members"};
   if (doc.is_discarded()) return Error{ErrorKind::malformed, "", "body is not valid JSON"};
   if (!doc.is_object()) return Error{ErrorKind::malformed, "", "body must be a JSON object"};
   return doc;
@@ -123,6 +128,66 @@ std::size_t utf8_length(std::string_view text) {
 }
 
 namespace {
+// Decodes one code point at text[i] (valid UTF-8 assumed) and advances i.
+char32_t next_code_point(std::string_view text, std::size_t& i) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char c = byte(i);
+  if (c < 0x80) return text[i++];
+  const int extra = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : 1;
+  char32_t cp = c & (0x3f >> extra);
+  for (int k = 1; k <= extra && i + static_cast<std::size_t>(k) < text.size(); ++k) cp = (cp << 6) | (byte(i + static_cast<std::size_t>(k)) & 0x3f);
+  i += static_cast<std::size_t>(extra) + 1;
+  return cp;
+}
+}  // namespace
+
+bool is_valid_utf8(std::string_view text) {
+  std::size_t i = 0;
+  const std::size_t n = text.size();
+  while (i < n) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) { ++i; continue; }
+    int extra = 0;
+    char32_t cp = 0, min = 0;
+    if ((c & 0xe0) == 0xc0) { extra = 1; cp = c & 0x1f; min = 0x80; }
+    else if ((c & 0xf0) == 0xe0) { extra = 2; cp = c & 0x0f; min = 0x800; }
+    else if ((c & 0xf8) == 0xf0) { extra = 3; cp = c & 0x07; min = 0x10000; }
+    else return false;
+    if (i + static_cast<std::size_t>(extra) >= n) return false;  // truncated sequence
+    for (int k = 1; k <= extra; ++k) {
+      const auto cc = static_cast<unsigned char>(text[i + static_cast<std::size_t>(k)]);
+      if ((cc & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += static_cast<std::size_t>(extra) + 1;
+  }
+  return true;
+}
+
+bool is_blank(std::string_view text) {
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const char32_t cp = next_code_point(text, i);
+    const bool blank = cp == U' ' || cp == U'\t' || cp == U'\n' || cp == U'\r' || cp == 0x0b || cp == 0x0c ||
+                       cp == 0x85 || cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200d) ||
+                       cp == 0x2028 || cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x2060 ||
+                       cp == 0x3000 || cp == 0xfeff;
+    if (!blank) return false;
+  }
+  return true;
+}
+
+std::optional<Error> check_text(std::string_view field, std::string_view value, std::size_t max_chars) {
+  const std::string name(field);
+  if (!is_valid_utf8(value)) return invalid(name, name + " is not valid UTF-8");
+  if (has_control_characters(value)) return invalid(name, name + " contains control characters");
+  if (utf8_length(value) > max_chars)
+    return invalid(name, name + " is longer than " + std::to_string(max_chars) + " characters");
+  return std::nullopt;
+}
+
+namespace {
 std::optional<Error> check_string(std::string_view field, const std::string& value, std::size_t max_chars) {
   if (utf8_length(value) > max_chars)
     return invalid(std::string(field), std::string(field) + " is longer than " + std::to_string(max_chars) +
@@ -150,8 +215,7 @@ Result<std::string> required_string(const Json& body, std::string_view field, st
   if (it == body.end() || it->is_null()) return invalid(std::string(field), std::string(field) + " is required");
   if (!it->is_string()) return invalid(std::string(field), std::string(field) + " must be a string");
   const auto& value = it->get_ref<const std::string&>();
-  if (value.find_first_not_of(" \t") == std::string::npos)
-    return invalid(std::string(field), std::string(field) + " must not be empty");
+  if (is_blank(value)) return invalid(std::string(field), std::string(field) + " must not be empty or blank");
   if (auto error = check_string(field, value, max_chars)) return *error;
   return value;
 }

@@ -18,10 +18,14 @@ using Json = nlohmann::ordered_json;
 
 inline constexpr std::size_t max_body_bytes = 64 * 1024;
 inline constexpr int max_json_depth = 32;
+// Object members in one body, all objects together: bodies have a handful of
+// fields, and an insertion-ordered object costs O(n) per member.
+inline constexpr int max_json_members = 1024;
 
 // Parses a request body that must be a JSON object. Empty body, invalid JSON,
-// invalid UTF-8 or nesting deeper than max_json_depth are `malformed`; a
-// non-object is `malformed` too; over max_body_bytes is `too_large`.
+// invalid UTF-8, nesting deeper than max_json_depth or more than
+// max_json_members members are `malformed`; a non-object is `malformed` too;
+// over max_body_bytes is `too_large`.
 Result<Json> parse_json_object(std::string_view body);
 
 bool is_valid_ipv4(std::string_view text);
@@ -36,6 +40,18 @@ bool has_control_characters(std::string_view text);
 
 // Counts code points of valid UTF-8 (nlohmann has already validated it).
 std::size_t utf8_length(std::string_view text);
+
+// Well-formed UTF-8 (RFC 3629: no overlongs, no surrogates, nothing past U+10FFFF).
+bool is_valid_utf8(std::string_view text);
+
+// True when every code point is white space or invisible (ASCII spaces, U+00A0,
+// U+1680, U+2000-U+200D, U+2028/9, U+202F, U+205F, U+2060, U+3000, U+FEFF).
+// Expects valid UTF-8.
+bool is_blank(std::string_view text);
+
+// A string from a path, query or header: valid UTF-8, no control characters,
+// at most max_chars code points; else `invalid_field` naming the field.
+std::optional<Error> check_text(std::string_view field, std::string_view value, std::size_t max_chars);
 
 // A required, non-blank string of at most max_chars code points without control characters.
 Result<std::string> required_string(const Json& body, std::string_view field, std::size_t max_chars);

@@ -2,7 +2,9 @@
 // operations endpoints, on cpp-httplib. It translates requests into core
 // requests and Fleet calls, and Results into responses; every rule it applies
 // lives in the core. Errors are JSON {"error","detail"[,"field"][,"id"]}; one
-// function maps error kinds to status codes.
+// function maps error kinds to status codes. Transport limits (path, headers,
+// body framing) are checked here, before a route runs; the route table is one
+// list (`route_table`), printed by `fleet-manager --routes`.
 #pragma once
 #include <atomic>
 #include <functional>
@@ -10,6 +12,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core/auth_throttle.hpp"
 #include "core/config.hpp"
@@ -21,6 +24,7 @@
 namespace httplib {
 class Server;
 struct Request;
+struct Response;
 }  // namespace httplib
 
 namespace maestra::http {
@@ -28,6 +32,23 @@ namespace maestra::http {
 struct HealthProbe {
   std::function<bool()> mqtt_connected;
 };
+
+// One route: method, path template ("{id}" and "{hardware_id}" stand for one
+// path segment), whether the admin token guards it, and what it does.
+struct RouteSpec {
+  const char* method;
+  const char* path;
+  bool admin;
+  const char* summary;
+};
+const std::vector<RouteSpec>& route_table();
+// "METHOD PATH [admin]  summary" per line, for --routes.
+std::string route_table_text();
+
+// Transport limits, checked before any route runs.
+inline constexpr std::size_t max_path_bytes = 1024;      // decoded path; longer: 414
+inline constexpr std::size_t max_header_count = 64;      // more: 431
+inline constexpr std::size_t max_header_bytes = 16384;   // names and values together; more: 431
 
 class HttpApi {
  public:
@@ -37,11 +58,37 @@ class HttpApi {
   // Binds (throws std::runtime_error with one clear line if it cannot) and serves
   // on a thread of its own. Returns the bound port.
   int start();
+  // Stops accepting, ends idle keep-alive connections at once, waits for the
+  // requests in progress.
   void stop();
 
  private:
+  using Handler = void (HttpApi::*)(const httplib::Request&, httplib::Response&, const std::string& body);
   void install_routes();
-  std::optional<core::Error> check_device_credential(const httplib::Request& req, const core::HeartbeatRequest& h);
+  void add(const char* method, const char* path, Handler handler);
+  // Wraps every route: throttle, admin token, errors that escape.
+  void run(const RouteSpec& route, Handler handler, const httplib::Request& req, httplib::Response& res,
+           const std::string& body);
+
+  void register_device(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void heartbeat(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void list_devices(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void get_device(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void device_history(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void patch_device(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void delete_device(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void rotate_credentials(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void list_blocked(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void block_hardware(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void unblock_hardware(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void health(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void metrics(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void openapi(const httplib::Request& req, httplib::Response& res, const std::string& body);
+
+  // Secure mode: the device the heartbeat's credentials prove, which must be the
+  // device the body names (by id or hardware id).
+  core::Result<core::DeviceId> authenticate_device(const httplib::Request& req, const core::HeartbeatRequest& h);
+  void send_error(httplib::Response& res, const core::Error& error);
 
   service::Fleet& fleet_;
   service::Metrics& metrics_;
@@ -50,6 +97,7 @@ class HttpApi {
   HealthProbe probe_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  int port_ = 0;
   std::string openapi_;
   std::mutex throttle_mutex_;
   core::AuthThrottle throttle_;
@@ -73,11 +121,19 @@ class StandbyHttp {
   const core::Config& config_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  int port_ = 0;
 };
 
-// Binds the server to MAESTRA_HTTP_HOST:PORT with a deep listen backlog and
-// serves it on `thread`; returns the port. Throws std::runtime_error (one line).
+// Binds the server to MAESTRA_HTTP_HOST:PORT, alone (no SO_REUSEPORT: a second
+// process on a taken port fails instead of sharing it), with a deep listen
+// backlog, and serves it on `thread`; returns the port. Throws
+// std::runtime_error (one line).
 int bind_and_serve(httplib::Server& server, const core::Config& config, std::thread& thread);
+
+// Shuts the read side of every connection accepted on `port` by this process,
+// so workers waiting on idle keep-alive connections return at once (a request
+// being answered still gets its response). For shutdown, after the listener closed.
+void end_idle_connections(int port);
 
 int http_status(core::ErrorKind kind);
 

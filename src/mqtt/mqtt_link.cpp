@@ -490,6 +490,12 @@ void MqttLink::registration_loop() {
     if (!record) {
       core::Error shown = record.error();
       if (shown.kind == core::ErrorKind::unavailable) shown.detail = "the database is unavailable; try again";
+      if (shown.kind == core::ErrorKind::internal) {
+        ++metrics_.internal_errors;
+        service::log_error("mqtt_registration_failed", {{"hardware_id", job.hardware_id.substr(0, 128)},
+                                                        {"error", shown.detail}});
+        shown.detail = "internal error";
+      }
       reply(job, core::error_json(shown).dump(-1, ' ', false, core::Json::error_handler_t::replace));
       continue;
     }

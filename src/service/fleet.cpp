@@ -284,12 +284,18 @@ Result<core::DeviceRecord> Fleet::get(const DeviceId& id) {
 }
 
 Result<core::Done> Fleet::list(const store::ListQuery& q,
-                               const std::function<void(const std::vector<core::DeviceRecord>&)>& page) {
+                               const std::function<bool(const std::vector<core::DeviceRecord>&)>& page) {
   return store_.list(q, [&](const std::vector<core::DeviceRecord>& records) {
     std::vector<core::DeviceRecord> fresh = records;
     for (auto& r : fresh) overlay_last_seen(r);
-    page(fresh);
+    return page(fresh);
   });
+}
+
+Result<DeviceId> Fleet::resolve_hardware_id(const std::string& hardware_id) {
+  auto record = store_.get_by_hardware_id(hardware_id);
+  if (!record) return record.error();
+  return record->id;
 }
 
 Result<std::vector<store::HistoryEntry>> Fleet::history(const DeviceId& id, int limit) {

@@ -123,8 +123,11 @@ class Fleet {
 
   // --- queries ---
   Result<core::DeviceRecord> get(const DeviceId& id);
+  // Pages of at most 1,000 records, in order; `page` returns false to stop early.
   Result<core::Done> list(const store::ListQuery& q,
-                          const std::function<void(const std::vector<core::DeviceRecord>&)>& page);
+                          const std::function<bool(const std::vector<core::DeviceRecord>&)>& page);
+  // The device a hardware id belongs to (not_found when none).
+  Result<DeviceId> resolve_hardware_id(const std::string& hardware_id);
   Result<std::vector<store::HistoryEntry>> history(const DeviceId& id, int limit);
   Result<core::Done> database_health() { return store_.ping(); }
   core::FleetCounts counts() const;

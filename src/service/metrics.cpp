@@ -74,6 +74,9 @@ std::string Metrics::render_prometheus() const {
        static_cast<double>(status_published.load())},
       {"maestra_database_errors_total", "counter", "Database operations that failed.",
        static_cast<double>(database_errors.load())},
+      {"maestra_internal_errors_total", "counter",
+       "Requests that failed inside the service (HTTP 500): a bug or bad stored data, each logged with its cause.",
+       static_cast<double>(internal_errors.load())},
       {"maestra_http_requests_total", "counter", "HTTP requests served.", static_cast<double>(http_requests.load())},
   };
   for (const auto& single : singles) {

@@ -44,6 +44,7 @@ struct Metrics {
   std::atomic<std::uint64_t> mqtt_messages{0};
   std::atomic<std::uint64_t> status_published{0};
   std::atomic<std::uint64_t> database_errors{0};
+  std::atomic<std::uint64_t> internal_errors{0};  // answered 500: a bug or bad stored data, logged with its cause
   std::atomic<std::uint64_t> http_requests{0};
 
   void reject(Rejection r) { ++rejected[static_cast<std::size_t>(r)]; }

@@ -25,7 +25,7 @@ ConnectionPool::Lease ConnectionPool::acquire(std::chrono::milliseconds wait) {
   {
     std::unique_lock lock(mutex_);
     if (!available_.wait_for(lock, wait, [&] { return !idle_.empty() || lent_ < size_; }))
-      throw std::runtime_error("no database connection became free in time");
+      throw PoolTimeout("no database connection became free in time");
     ++lent_;
     if (!idle_.empty()) {
       c = std::move(idle_.back());

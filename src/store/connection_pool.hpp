@@ -3,6 +3,7 @@
 // connection that broke is dropped and re-opened on next use, so the service
 // recovers by itself when the database returns.
 #pragma once
+#include <stdexcept>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -14,6 +15,12 @@
 #include <pqxx/pqxx>
 
 namespace maestra::store {
+
+// No connection became free within the wait: the service is overloaded, which
+// callers report like a database they cannot reach (503, try again).
+struct PoolTimeout : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 class ConnectionPool {
  public:

@@ -91,10 +91,21 @@ auto DeviceStore::guarded(const char* what, Fn&& fn) -> decltype(fn(std::declval
     }
   } catch (const pqxx::broken_connection& e) {
     return Error{ErrorKind::unavailable, "", std::string(what) + ": database connection lost: " + e.what()};
+  } catch (const pqxx::in_doubt_error& e) {
+    return Error{ErrorKind::unavailable, "", std::string(what) + ": database connection lost mid-commit: " + e.what()};
   } catch (const pqxx::sql_error& e) {
-    return Error{ErrorKind::unavailable, "", std::string(what) + ": database error: " + e.what()};
-  } catch (const std::exception& e) {
+    // Only a refused or ending connection is "unavailable" (SQLSTATE class 08,
+    // admin/crash shutdown, cannot connect now, too many connections); any
+    // other SQL error is a bug or bad data: internal, logged by the caller.
+    const std::string state = e.sqlstate();
+    const bool down = state.rfind("08", 0) == 0 || state == "57P01" || state == "57P02" || state == "57P03" ||
+                      state == "53300";
+    return Error{down ? ErrorKind::unavailable : ErrorKind::internal, "",
+                 std::string(what) + ": database error " + state + ": " + e.what()};
+  } catch (const PoolTimeout& e) {
     return Error{ErrorKind::unavailable, "", std::string(what) + ": " + e.what()};
+  } catch (const std::exception& e) {
+    return Error{ErrorKind::internal, "", std::string(what) + ": " + e.what()};
   }
 }
 
@@ -265,7 +276,7 @@ Result<DeviceRecord> DeviceStore::get_by_hardware_id(const std::string& hardware
 }
 
 Result<core::Done> DeviceStore::list(const ListQuery& q,
-                                     const std::function<void(const std::vector<DeviceRecord>&)>& page) {
+                                     const std::function<bool(const std::vector<DeviceRecord>&)>& page) {
   return guarded("list", [&](pqxx::connection& c) -> Result<core::Done> {
     pqxx::read_transaction tx(c);
     std::string where = "TRUE";
@@ -278,20 +289,22 @@ Result<core::Done> DeviceStore::list(const ListQuery& q,
     std::string after;  // keyset: rows after (created_at, id) of the previous page
     while (remaining > 0) {
       const std::int64_t n = std::min(remaining, page_size);
-      std::string sql = std::string("SELECT ") + record_columns + " FROM devices WHERE " + where + after +
-                        " ORDER BY created_at, id LIMIT " + std::to_string(n);
+      // The keyset cursor is created_at exactly as stored (microseconds): the
+      // record's millisecond created_at would repeat rows across a page boundary.
+      std::string sql = std::string("SELECT ") + record_columns + ", created_at::text AS page_cursor FROM devices WHERE " +
+                        where + after + " ORDER BY created_at, id LIMIT " + std::to_string(n);
       if (offset > 0) sql += " OFFSET " + std::to_string(offset);
       auto rows = tx.exec(sql);
       offset = 0;
       std::vector<DeviceRecord> records;
       records.reserve(rows.size());
       for (const auto& row : rows) records.push_back(to_record(row));
-      if (!records.empty()) page(records);
+      if (!records.empty() && !page(records)) break;  // the caller stopped (its client went away)
       if (static_cast<std::int64_t>(rows.size()) < n) break;
       remaining -= n;
       const auto& last = rows[rows.size() - 1];
-      after = " AND (created_at, id) > (to_timestamp(" + std::to_string(last[11].as<std::int64_t>()) +
-              " / 1000.0), " + tx.quote(last[0].as<std::string>()) + "::uuid)";
+      after = " AND (created_at, id) > (" + tx.quote(last["page_cursor"].as<std::string>()) + "::timestamptz, " +
+              tx.quote(last[0].as<std::string>()) + "::uuid)";
     }
     return core::Done{};
   });

@@ -33,13 +33,7 @@ struct StoredStatus {
   std::int64_t seq = 0;  // status_seq of this transition (outbox)
 };
 
-struct ListQuery {
-  std::optional<std::string> status;
-  std::optional<std::string> device_type;
-  std::optional<std::string> hardware_id;
-  std::optional<std::int64_t> limit;
-  std::int64_t offset = 0;
-};
+using ListQuery = core::ListQuery;  // filters and paging, parsed by the core
 
 struct HistoryEntry {
   std::optional<core::Status> from;
@@ -86,7 +80,7 @@ class DeviceStore {
   Result<core::DeviceRecord> get(const DeviceId& id);
   Result<core::DeviceRecord> get_by_hardware_id(const std::string& hardware_id);
   // Calls `page` with successive pages (bounded memory for big fleets).
-  Result<core::Done> list(const ListQuery& q, const std::function<void(const std::vector<core::DeviceRecord>&)>& page);
+  Result<core::Done> list(const ListQuery& q, const std::function<bool(const std::vector<core::DeviceRecord>&)>& page);
   Result<std::vector<HistoryEntry>> history(const DeviceId& id, int limit);
   // Returns the hardware id of the deleted device; not_found if there was none.
   Result<std::string> remove(const DeviceId& id);

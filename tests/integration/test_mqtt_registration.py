@@ -161,3 +161,18 @@ def test_registration_with_missing_fields_is_refused_and_writes_nothing(fleet, m
     assert psql_value(svc.database_url, "SELECT count(*) FROM device_status_history") == "0"
     listed = svc.get("/devices").json()
     assert [d for d in listed if d["hardware_id"] in hardware_ids] == []
+
+
+def test_hardware_id_from_the_topic_follows_the_http_rule(fleet, mqtt):
+    """Test whether over-long and blank hardware ids taken from the topic are refused like over HTTP, writing nothing."""
+    svc = fleet()
+    client = mqtt()
+    body = {"name": "Topic id", "device_type": "esp32"}  # no hardware_id: the topic's is used
+    for hw in ["x" * 129, "y" * 3000, " ", "\u00a0", "\u200b"]:
+        reply = register_over_mqtt(client, hw, body)
+        assert reply.get("error") == "invalid_field" and reply.get("field") == "hardware_id", (hw[:20], reply)
+        http = svc.post("/devices/register", json={**body, "hardware_id": hw})
+        assert http.status_code == 422 and http.json()["field"] == "hardware_id", (hw[:20], http.text)
+    assert db_count(svc) == 0
+    ok = register_over_mqtt(client, "z" * 128, body)
+    assert ok.get("hardware_id") == "z" * 128, ok

@@ -279,6 +279,30 @@ def test_http_heartbeat_needs_the_devices_own_credential(stack):
     assert r.status_code == 200 and r.json()["device_id"] == a["id"]
 
 
+def test_http_heartbeat_naming_another_device_by_hardware_id_is_refused(stack):
+    """Test whether A's credentials with B's hardware_id in the body are refused, and B is untouched."""
+    _, service = stack
+    a, b = device(service, "sec-hw-a"), device(service, "sec-hw-b")
+    before = service.get(f"/devices/{b['id']}", headers=ADMIN).json()
+    a_basic = base64.b64encode(f"{a['id']}:{a['mqtt']['password']}".encode()).decode()
+    attack = {"hardware_id": "sec-hw-b", "status": "error", "firmware_version": "evil", "ip_address": "10.6.6.6",
+              "metadata": {"owned": True}}
+    r = service.post("/devices/heartbeat", json=attack, headers={"Authorization": f"Basic {a_basic}"})
+    assert r.status_code == 403, r.text
+    r = service.post("/devices/heartbeat", json=attack, headers={"Authorization": f"Bearer {a['mqtt']['password']}"})
+    assert r.status_code == 403, r.text
+    r = service.post("/devices/heartbeat", json={**attack, "hardware_id": "sec-hw-nobody"},
+                     headers={"Authorization": f"Basic {a_basic}"})
+    assert r.status_code == 403, r.text
+    time.sleep(0.5)  # attributes are written by the flusher within 250 ms
+    after = service.get(f"/devices/{b['id']}", headers=ADMIN).json()
+    for field in ("status", "firmware_version", "ip_address", "metadata"):
+        assert after[field] == before[field], field
+    # A's own hardware id with A's credentials is A's heartbeat
+    r = service.post("/devices/heartbeat", json={"hardware_id": "sec-hw-a"}, headers={"Authorization": f"Basic {a_basic}"})
+    assert r.status_code == 200 and r.json()["device_id"] == a["id"]
+
+
 def test_blocked_hardware_id_cannot_register(stack):
     """Test whether a blocked hardware id is refused with a clear error until unblocked."""
     _, service = stack

@@ -393,6 +393,10 @@ TEST_CASE("redact_url hides passwords and nothing else") {
       {"host=db password=secret user=fleet", "host=db password=*** user=fleet"},
       {"password=secret", "password=***"},
       {"host=/tmp dbname=maestra", "host=/tmp dbname=maestra"},
+      // found by tests/fuzz: a password in the query string of a URL
+      {"postgresql://maestra@localhost/maestra?password=hunter2", "postgresql://maestra@localhost/maestra?password=***"},
+      {"postgresql://u:pw@h/db?password=x&sslmode=require", "postgresql://u:***@h/db?password=***&sslmode=require"},
+      {"postgresql://h/db?user=a@b", "postgresql://h/db?user=a@b"},
       {"", ""},
   };
   for (const Row& row : table) {

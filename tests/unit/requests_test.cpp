@@ -3,6 +3,7 @@
 // (device_id, hardware_id fallback, status, topic id) and the administrator's patch.
 #include "unit_test.hpp"
 
+#include <map>
 #include <string>
 
 #include "core/requests.hpp"
@@ -470,6 +471,94 @@ TEST_CASE("parse_patch: invalid values and unknown fields name the field") {
     CHECK(p.error().field == row.field);
     CHECK(p.error().detail.find(row.field) != std::string::npos);
   }
+}
+
+// --- hardware ids: one rule for bodies, topics and paths -----------------------
+
+TEST_CASE("check_hardware_id: the one rule") {
+  CHECK_FALSE(check_hardware_id("AA:BB:CC:DD:EE:FF"));
+  CHECK_FALSE(check_hardware_id(std::string(max_hardware_id_chars, 'x')));
+  CHECK_FALSE(check_hardware_id("\xc3\xa9tag\xc3\xa8re-1"));  // non-ASCII is fine
+  for (const std::string bad : {std::string(""), std::string(" "), std::string("\xc2\xa0"), std::string("\xe2\x80\x8b"),
+                                std::string(max_hardware_id_chars + 1, 'x'), std::string(20000, 'x'),
+                                std::string("a\x01b"), std::string("\xff\xfe")}) {
+    CAPTURE(bad.substr(0, 20));
+    const auto error = check_hardware_id(bad);
+    REQUIRE(error);
+    CHECK(error->kind == ErrorKind::invalid_field);
+    CHECK(error->field == "hardware_id");
+  }
+}
+
+TEST_CASE("parse_registration over MQTT: the topic's hardware id follows the same rule as the body's") {
+  const Json body{{"name", "n"}, {"device_type", "t"}};
+  for (const std::string bad : {std::string(129, 'x'), std::string(3000, 'x'), std::string(" "),
+                                std::string("\xc2\xa0"), std::string("\xe2\x80\x8b")}) {
+    CAPTURE(bad.size());
+    const auto r = parse_registration(body, std::string_view(bad));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().field == "hardware_id");
+    const auto http = parse_registration(with(body, "hardware_id", bad));
+    REQUIRE_FALSE(http.ok());
+    CHECK(http.error().field == "hardware_id");
+  }
+  CHECK(parse_registration(body, std::string_view(std::string(128, 'x'))).ok());
+}
+
+TEST_CASE("parse_heartbeat: a blank hardware id is refused like at registration") {
+  const auto r = parse_heartbeat(Json{{"hardware_id", "\xe2\x80\x8b"}});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().field == "hardware_id");
+}
+
+// --- list queries ---------------------------------------------------------------
+
+namespace {
+ParamLookup params(std::map<std::string, std::string> values) {
+  return [values = std::move(values)](std::string_view name) -> std::optional<std::string> {
+    const auto it = values.find(std::string(name));
+    if (it == values.end()) return std::nullopt;
+    return it->second;
+  };
+}
+}  // namespace
+
+TEST_CASE("parse_list_query: filters, limit and offset") {
+  const auto none = parse_list_query(params({}));
+  REQUIRE(none.ok());
+  CHECK_FALSE(none->limit);  // every device
+  CHECK(none->offset == 0);
+  const auto all = parse_list_query(params({{"status", "offline"}, {"device_type", "esp32"},
+                                            {"hardware_id", "AA:BB"}, {"limit", "100000"}, {"offset", "5"}}));
+  REQUIRE(all.ok());
+  CHECK(*all->status == "offline");
+  CHECK(*all->limit == 100000);
+  CHECK(all->offset == 5);
+}
+
+TEST_CASE("parse_list_query: every bad value names its parameter") {
+  const std::pair<std::map<std::string, std::string>, std::string> cases[] = {
+      {{{"status", "asleep"}}, "status"},           {{{"device_type", "\xff"}}, "device_type"},
+      {{{"hardware_id", "\xff"}}, "hardware_id"},  {{{"hardware_id", std::string(129, 'x')}}, "hardware_id"},
+      {{{"device_type", "a\x01"}}, "device_type"}, {{{"limit", "100001"}}, "limit"},
+      {{{"limit", "-1"}}, "limit"},                 {{{"limit", "1e3"}}, "limit"},
+      {{{"offset", "x"}}, "offset"},                {{{"offset", "99999999999999"}}, "offset"},
+  };
+  for (const auto& [values, field] : cases) {
+    CAPTURE(field);
+    const auto q = parse_list_query(params(values));
+    REQUIRE_FALSE(q.ok());
+    CHECK(q.error().kind == ErrorKind::invalid_field);
+    CHECK(q.error().field == field);
+  }
+}
+
+TEST_CASE("parse_history_limit: 1-1000, default 50") {
+  CHECK(parse_history_limit(params({})).value() == 50);
+  CHECK(parse_history_limit(params({{"limit", "1"}})).value() == 1);
+  CHECK(parse_history_limit(params({{"limit", "1000"}})).value() == 1000);
+  CHECK_FALSE(parse_history_limit(params({{"limit", "0"}})).ok());
+  CHECK_FALSE(parse_history_limit(params({{"limit", "1001"}})).ok());
 }
 
 }  // TEST_SUITE

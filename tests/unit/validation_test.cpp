@@ -166,6 +166,59 @@ TEST_CASE("error_code names every kind") {
   CHECK(error_code(ErrorKind::unavailable) == "unavailable");
   CHECK(error_code(ErrorKind::unauthorized) == "unauthorized");
   CHECK(error_code(ErrorKind::forbidden) == "forbidden");
+  CHECK(error_code(ErrorKind::internal) == "internal_error");
+}
+
+TEST_CASE("parse_json_object: at most 1024 object members in all") {
+  auto members = [](int n, bool nested) {
+    std::string body = nested ? "{\"m\":{" : "{";
+    for (int i = 0; i < n - (nested ? 1 : 0); ++i) body += (i ? ",\"k" : "\"k") + std::to_string(i) + "\":1";
+    return body + (nested ? "}}" : "}");
+  };
+  CHECK(parse_json_object(members(max_json_members, false)).ok());
+  CHECK(parse_json_object(members(max_json_members, true)).ok());
+  const auto over = parse_json_object(members(max_json_members + 1, false));
+  REQUIRE_FALSE(over.ok());
+  CHECK(over.error().kind == ErrorKind::malformed);
+  CHECK_FALSE(parse_json_object(members(max_json_members + 1, true)).ok());
+}
+
+TEST_CASE("is_valid_utf8: RFC 3629 table") {
+  struct Case { std::string text; bool valid; };
+  const Case cases[] = {
+      {"", true}, {"ascii", true}, {"caf\xc3\xa9", true}, {"\xe2\x82\xac", true}, {"\xf0\x9f\x98\x80", true},
+      {"\xef\xbf\xbf", true}, {"\xf4\x8f\xbf\xbf", true},                        // U+FFFF, U+10FFFF
+      {"\xff", false}, {"\xfe", false}, {"\x80", false}, {"\xc3", false},          // stray, truncated
+      {"\xc0\xaf", false}, {"\xe0\x80\xaf", false}, {"\xf0\x80\x80\xaf", false},  // overlong '/'
+      {"\xed\xa0\x80", false},                                                    // surrogate U+D800
+      {"\xf4\x90\x80\x80", false},                                               // past U+10FFFF
+      {"ab\xe2\x82", false}, {"\xe2\x28\xa1", false},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.text);
+    CHECK(is_valid_utf8(c.text) == c.valid);
+  }
+}
+
+TEST_CASE("is_blank: ASCII and Unicode spaces and invisible characters") {
+  CHECK(is_blank(""));
+  CHECK(is_blank(" \t "));
+  CHECK(is_blank("\xc2\xa0"));            // U+00A0
+  CHECK(is_blank("\xe2\x80\x8b"));        // U+200B zero width space
+  CHECK(is_blank("\xe3\x80\x80 \xef\xbb\xbf"));  // U+3000, U+FEFF
+  CHECK_FALSE(is_blank(" a "));
+  CHECK_FALSE(is_blank("\xc3\xa9"));
+}
+
+TEST_CASE("check_text: UTF-8, control characters and length, naming the field") {
+  CHECK_FALSE(check_text("device_type", "esp32", 64));
+  const auto bad_utf8 = check_text("device_type", "\xff", 64);
+  REQUIRE(bad_utf8);
+  CHECK(bad_utf8->kind == ErrorKind::invalid_field);
+  CHECK(bad_utf8->field == "device_type");
+  CHECK(check_text("q", "a\nb", 64));
+  CHECK(check_text("q", std::string(65, 'a'), 64));
+  CHECK_FALSE(check_text("q", std::string(64, 'a'), 64));
 }
 
 TEST_CASE("IPv4 table") {
