@@ -4,18 +4,20 @@
 // core function that judges it: core::parse_status for status, the string checks
 // core::has_control_characters and core::utf8_length for the text filters,
 // core::parse_device_id for path ids.
-// A note on scope: today the rest of the list-query rule (limit/offset ranges,
-// filter length) lives in the HTTP adapter (src/http/http_api.cpp), outside the
-// core; when it moves into the core, call that parser from check_query below.
+// The whole query then goes through core::parse_list_query (the rule the HTTP
+// adapter applies): what it accepts must be within its documented limits.
 // Input: a query string; a first line starting with '/' is a path id instead.
 #include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/device_state.hpp"
 #include "core/ids.hpp"
+#include "core/requests.hpp"
 #include "core/validation.hpp"
 #include "fuzz_support.hpp"
 
@@ -71,7 +73,34 @@ void check_path_id(std::string_view text) {
   FUZZ_CHECK(core::parse_device_id(id->to_string()) == id, "a device id does not survive to_string/parse");
 }
 
+void check_parsed_query(std::string_view query) {
+  // First value of each name wins, as cpp-httplib's get_param_value does.
+  std::vector<std::pair<std::string, std::string>> params;
+  for (const auto pair : fuzz::split(query, '&')) {
+    const auto eq = pair.find('=');
+    params.emplace_back(decode(pair.substr(0, eq)), eq == std::string_view::npos ? std::string() : decode(pair.substr(eq + 1)));
+  }
+  const core::ParamLookup lookup = [&params](std::string_view name) -> std::optional<std::string> {
+    for (const auto& [key, value] : params)
+      if (key == name) return value;
+    return std::nullopt;
+  };
+  const auto q = core::parse_list_query(lookup);
+  if (!q) {
+    FUZZ_CHECK(!q.error().field.empty(), "a refused list query names no parameter");
+    return;
+  }
+  if (q->status) FUZZ_CHECK(core::parse_status(*q->status).has_value(), "an unknown status was accepted");
+  for (const auto* text : {&q->device_type, &q->hardware_id})
+    if (*text) fuzz::check_text(**text, 128, false, "filter");
+  if (q->limit) FUZZ_CHECK(*q->limit >= 0 && *q->limit <= core::max_list_limit, "limit out of range accepted");
+  FUZZ_CHECK(q->offset >= 0 && q->offset <= core::max_list_offset, "offset out of range accepted");
+  const auto history = core::parse_history_limit(lookup);
+  if (history) FUZZ_CHECK(*history >= 1 && *history <= core::max_history_limit, "history limit out of range accepted");
+}
+
 void check_query(std::string_view query) {
+  check_parsed_query(query);
   for (const auto pair : fuzz::split(query, '&')) {
     const auto eq = pair.find('=');
     const std::string key = decode(pair.substr(0, eq));
