@@ -12,7 +12,8 @@ MAESTRA_DEBIAN_PACKAGES="build-essential cmake pkg-config
   nlohmann-json3-dev doctest-dev libssl-dev
   postgresql postgresql-contrib mosquitto mosquitto-clients
   python3 python3-pytest python3-requests python3-paho-mqtt
-  wrk curl jq nodejs npm chromium gnuplot docker-compose python3-yaml"
+  wrk curl jq nodejs npm chromium gnuplot docker-compose python3-yaml
+  clang libclang-rt-dev llvm"
 
 # mosquitto, runuser and friends live in /usr/sbin, which a normal user's PATH
 # often lacks.
