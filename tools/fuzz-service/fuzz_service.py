@@ -350,6 +350,7 @@ class State:
         self.lock = threading.Lock()
         self.started = time.time()
         self.counts: dict[str, Counter] = defaultdict(Counter)      # route -> outcome -> n
+        self.case_counts: dict[str, Counter] = defaultdict(Counter)  # "route | case" -> outcome -> n
         self.findings: dict[tuple, dict] = {}                        # signature -> {count, examples}
         self.notes: dict[tuple, dict] = {}
         self.accepted_ids: set[str] = set()                          # device ids from accepted registrations
@@ -1088,6 +1089,8 @@ def judge_http(state: State, case: HttpCase, ans: Answer) -> None:
     else:
         outcome = ans.error or "no_answer"
     state.count(case.route, outcome)
+    with state.lock:
+        state.case_counts[f"{case.route} | {case.name.split('[')[0]}"][outcome] += 1
     if case.hw is not None:
         with state.lock:
             if len(state.hw_cases[case.hw]) < 5:
@@ -1669,7 +1672,10 @@ def check_database(state: State, psql, database_url: str) -> dict:
     blocked = [r[0] for r in psql(database_url, "SELECT hardware_id FROM blocked_hardware_ids")]
     blocked_unexpected = [b for b in blocked if b not in state.blocked_ok]
     blocked_bad = [b for b in blocked if len(b) > MAX_HW or is_blank(b) or any(ord(c) < 0x20 for c in b)]
+    unknown_by_request = Counter((state.hw_cases.get(r[1]) or ["(no request recorded with this hardware id)"])[0]
+                                 for r in unknown)
     result = {
+        "rows_without_an_accepted_request_by_request": dict(unknown_by_request.most_common(20)),
         "devices_total": len(rows) + int(populated), "devices_populated": int(populated),
         "devices_from_traffic": len(rows), "accepted_registrations": len(state.accepted_ids),
         "rows_without_an_accepted_request": len(unknown),
@@ -2002,6 +2008,7 @@ def report(state: State, args, db: dict, logscan: dict, base_url: str, pid, log_
         if not args.attach_url and Path(args.binary).exists() else None,
         "crashed": state.crashed, "aborted": state.aborted, "rss": rss_info, "good_device": good,
         "sent_per_route": totals, "answers_per_route": {r: dict(c) for r, c in state.counts.items()},
+        "answers_per_case": {r: dict(c) for r, c in sorted(state.case_counts.items())},
         "findings_by_kind": dict(by_kind), "notes_by_kind": dict(notes_by_kind),
         "findings": sorted(state.findings.values(), key=lambda f: (f["kind"], f["route"], -f["count"])),
         "notes": sorted(state.notes.values(), key=lambda f: (f["kind"], f["route"], -f["count"])),
