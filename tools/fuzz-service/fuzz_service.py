@@ -453,6 +453,12 @@ class HttpFuzzer:
         self.header_bytes_limit = header_bytes_limit
 
     # helpers
+    def over_path_limit(self, target: str) -> bool:
+        """The decoded path over --path-limit, or the whole request target over
+        cpp-httplib's own 8,192 bytes: either must be 414."""
+        decoded = urllib.parse.unquote_to_bytes(target.split("?", 1)[0])
+        return len(decoded) > self.path_limit or len(target) > 8192
+
     def auth(self, admin: bool) -> list[tuple[str, str]]:
         if not admin or not self.token:
             return []
@@ -678,7 +684,7 @@ class HttpFuzzer:
         if self.r.random() < 0.1:
             params.append("&".join(f"p{i}=1" for i in range(self.r.choice([100, 2000]))))
         target = "/devices" + ("?" + "&".join(params) if params else "")
-        limit = "path" if len(target) > self.path_limit else None
+        limit = "path" if self.over_path_limit(target) else None
         return self.simple(f"list[{' '.join(bad)}]" if bad else "list", route, "GET", target, expect=exp, why=why,
                            limit=limit)
 
@@ -789,7 +795,7 @@ class HttpFuzzer:
         if roll < 0.6:
             q = self.r.choice(["?%FF=%FF", "?a=" + "b" * 3000, "?%00", "?&&&=", "?" + "x" * 9000])
             return self.simple("ops_query", f"GET {path}", "GET", path + q, admin=False,
-                               limit="path" if len(path + q) > self.path_limit else None)
+                               limit="path" if self.over_path_limit(path + q) else None)
         if roll < 0.8:
             method = self.r.choice(["POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "FOO", "get",
                                     "HEAD"])
@@ -840,15 +846,17 @@ class HttpFuzzer:
     def unknown(self) -> HttpCase:
         roll = self.r.random()
         if roll < 0.3:
-            n = self.r.choice([self.path_limit + 1, 9000, 16384, 65536, self.r.randint(4000, 70000),
-                               self.path_limit - 200, self.r.randint(4000, self.path_limit - 100)])
+            lim = self.path_limit
+            n = self.r.choice([lim + 1, 8000, 8190, 9000, 16384, 65536, self.r.randint(lim + 1, 70000),
+                               max(10, lim - 200), self.r.randint(10, lim)])
             base = self.r.choice(["/devices/", "/", "/hardware/", "/devices/x/history/", "/index.html/"])
             unit = self.r.choice(["a", "/", "%FF", "ab/", "(", "%2e"])
             path = (base + unit * n)[:n]
             return self.simple("long_path", "long path", self.r.choice(["GET", "POST", "DELETE", "PATCH"]), path,
                                b"{}" if self.r.random() < 0.3 else None,
-                               expect="reject", limit="path" if len(path) > self.path_limit else None,
-                               why=f"414 before any pattern matching (path of {len(path)} bytes; issue 10 point 5)")
+                               expect="reject", limit="path" if self.over_path_limit(path) else None,
+                               why=f"414 before any pattern matching (path of {len(urllib.parse.unquote_to_bytes(path))} bytes decoded; "
+                                   "issue 10 point 5)")
         paths = ["/nope", "/devices/register/extra", "/devices//history", "/DEVICES", "/devices/%FF/history",
                  "/hardware", "/hardware//block", "/api/v1/devices", "/" + "%00", "/metrics/x", "/health/..",
                  "*", "http://evil/devices", "/%", "/%G0", "/devices/" + str(uuid.uuid4()) + "/%FF"]
@@ -1766,9 +1774,11 @@ def main() -> int:
     ap.add_argument("--rss-abort-mb", type=float, default=4096,
                     help="stop the run early when the service's RSS passes this (4096), to protect the machine")
     ap.add_argument("--max-body-mb", type=int, default=32, help="largest oversize body sent (32 MB)")
-    ap.add_argument("--path-limit", type=int, default=8192, help="paths longer than this must get 414 (8192)")
-    ap.add_argument("--header-count-limit", type=int, default=1000, help="more headers must get 431 (1000)")
-    ap.add_argument("--header-bytes-limit", type=int, default=65536, help="a longer header must get 431 (65536)")
+    # The defaults are the limits docs/http.md states (414 / 431).
+    ap.add_argument("--path-limit", type=int, default=1024, help="decoded paths longer than this must get 414 (1024)")
+    ap.add_argument("--header-count-limit", type=int, default=64, help="more header fields must get 431 (64)")
+    ap.add_argument("--header-bytes-limit", type=int, default=16384,
+                    help="a header longer than this must get 431 (or cpp-httplib's 400) (16384)")
     ap.add_argument("--populate", type=int, default=5000, help="devices written into the table before the run (5000)")
     ap.add_argument("--populate-meta-bytes", type=int, default=2000)
     ap.add_argument("--report", default="fuzz-report.json")
