@@ -10,7 +10,12 @@ Seconds effective_offline_after(const DeviceState& state, const DeadlinePolicy& 
 }
 
 TimePoint deadline_of(const DeviceState& state, const DeadlinePolicy& policy) {
-  return std::max(state.last_seen, policy.watch_started) + effective_offline_after(state, policy);
+  TimePoint deadline = std::max(state.last_seen, policy.watch_started) + effective_offline_after(state, policy);
+  if (!state.heard_over_mqtt) return deadline;
+  if (policy.mqtt_link_down_since) return TimePoint::max();
+  for (const auto& outage : policy.mqtt_outages)
+    if (outage.to > state.last_seen) deadline += outage.to - std::max(outage.from, state.last_seen);
+  return deadline;
 }
 
 Outcome mark_offline_if_expired(const DeviceState& state, const DeadlinePolicy& policy, TimePoint now) {

@@ -7,11 +7,18 @@
 // it or pushes it back with the new deadline. So the heap holds about one entry
 // per watched device and a heartbeat costs nothing here.
 //
+// A note on link outages: while the service is disconnected from the broker it
+// cannot hear MQTT heartbeats, so no device last heard over MQTT times out then;
+// afterwards its deadline is extended by the length of the outage (the part
+// after its last sign of life). Devices heard over HTTP keep their deadlines.
+//
 // After the service restarts, `watch_started` is the start time: a device's
 // deadline is counted from the later of its last sign of life and that time, so
 // every device gets one full window (no false-offline storm). A device that
 // expires without having been heard since the restart gets reason `restart`.
 #pragma once
+#include <algorithm>
+#include <optional>
 #include <queue>
 #include <vector>
 
@@ -20,14 +27,40 @@
 
 namespace maestra::core {
 
+// A span during which the service could not hear MQTT devices (its link to the
+// broker was down).
+struct Outage {
+  TimePoint from;
+  TimePoint to;
+};
+
 struct DeadlinePolicy {
   Seconds default_offline_after{300};
   TimePoint watch_started{};
+  // Link down now, since then: no device heard over MQTT can time out.
+  std::optional<TimePoint> mqtt_link_down_since;
+  // Recent outages (oldest first, at most max_outages): a device heard over
+  // MQTT gets its deadline extended by the part of each that fell after its
+  // last sign of life.
+  std::vector<Outage> mqtt_outages;
+  static constexpr std::size_t max_outages = 32;
+
+  void link_down(TimePoint at) {
+    if (!mqtt_link_down_since) mqtt_link_down_since = at;
+  }
+  void link_up(TimePoint at) {
+    if (!mqtt_link_down_since) return;
+    mqtt_outages.push_back(Outage{*mqtt_link_down_since, std::max(at, *mqtt_link_down_since)});
+    if (mqtt_outages.size() > max_outages) mqtt_outages.erase(mqtt_outages.begin());
+    mqtt_link_down_since.reset();
+  }
 };
 
 Seconds effective_offline_after(const DeviceState& state, const DeadlinePolicy& policy);
 
-// The instant the device becomes offline if nothing else is heard.
+// The instant the device becomes offline if nothing else is heard; for a device
+// heard over MQTT, later by the outages since its last sign of life, and
+// TimePoint::max() while the link is down.
 TimePoint deadline_of(const DeviceState& state, const DeadlinePolicy& policy);
 
 // Marks the device offline if its deadline has passed; otherwise an unchanged,

@@ -50,6 +50,9 @@ struct DeviceState {
   TimePoint status_refreshed{};
   // Highest presence `session` seen in a birth; -1 when none.
   std::int64_t presence_session = -1;
+  // The last sign of life came over MQTT (heartbeat, birth, will, MQTT
+  // registration): its deadline waits out outages of the service's broker link.
+  bool heard_over_mqtt = false;
 
   Status status() const;
 };

@@ -44,6 +44,7 @@ struct Fleet::Event {
   int attempts = 0;
   TimePoint not_before{};
   bool session_present = true;  // kind broker_connected
+  TimePoint at{};               // kinds broker_connected/broker_disconnected: when it happened
 };
 
 struct Fleet::PendingWrite {
@@ -143,6 +144,7 @@ Result<RegisteredDevice> Fleet::register_device(const core::Registration& r, Tra
   Event e{Event::Kind::registered};
   e.id = record->id;
   e.registered_state = core::register_device(now, r.offline_after).next;
+  e.registered_state.heard_over_mqtt = transport == Transport::mqtt;
   e.registered_status.document = core::StatusDocument{record->id,        record->name,     record->device_type,
                                                       record->hardware_id, core::Status::online, now, now,
                                                       core::Reason::registered};
@@ -315,10 +317,15 @@ std::size_t Fleet::size() const {
 void Fleet::broker_connected(bool session_present) {
   Event e{Event::Kind::broker_connected};
   e.session_present = session_present;
+  e.at = clock_();
   post(std::move(e));
 }
 
-void Fleet::broker_disconnected() { post(Event{Event::Kind::broker_disconnected}); }
+void Fleet::broker_disconnected() {
+  Event e{Event::Kind::broker_disconnected};
+  e.at = clock_();
+  post(std::move(e));
+}
 
 void Fleet::status_acked(const DeviceId& id, std::int64_t seq) {
   ++metrics_.status_published;
@@ -334,7 +341,31 @@ void Fleet::clear_acked(const DeviceId& id) {
 // --- the owner thread -------------------------------------------------------------
 
 void Fleet::watch(const DeviceId& id, const core::DeviceState& state) {
-  if (state.connected) deadlines_.push(core::deadline_of(state, options_.deadlines), id);
+  if (!state.connected) return;
+  const auto deadline = core::deadline_of(state, options_.deadlines);
+  // No deadline while the broker link is down: re-armed when it is back.
+  if (deadline != TimePoint::max()) deadlines_.push(deadline, id);
+}
+
+void Fleet::link_changed(bool up, TimePoint at) {
+  if (!up) {
+    options_.deadlines.link_down(at);
+    return;
+  }
+  if (!options_.deadlines.mqtt_link_down_since) return;
+  options_.deadlines.link_up(at);
+  // Devices heard over MQTT had no deadline while the link was down: give
+  // each its deadline again, extended by the outage.
+  std::vector<std::pair<DeviceId, core::DeviceState>> heard;
+  {
+    std::shared_lock lock(registry_mutex_);
+    for (const auto& [id, state] : registry_)
+      if (state.connected && state.heard_over_mqtt) heard.emplace_back(id, state);
+  }
+  for (const auto& [id, state] : heard) watch(id, state);
+  log_info("mqtt_deadlines_extended", {{"devices", std::to_string(heard.size())},
+                                       {"outage_ms", std::to_string((options_.deadlines.mqtt_outages.back().to -
+                                                                     options_.deadlines.mqtt_outages.back().from).count())}});
 }
 
 void Fleet::apply_counts(std::optional<core::Status> from, std::optional<core::Status> to) {
@@ -437,11 +468,13 @@ void Fleet::handle(Event& event, Batch& batch, TimePoint now) {
     }
     case Event::Kind::broker_connected:
       commit(batch);
+      link_changed(true, event.at);
       republish_outbox(!event.session_present);
       counts_dirty_ = true;
       last_summary_ = TimePoint{};
       break;
     case Event::Kind::broker_disconnected:
+      link_changed(false, event.at);
       break;
   }
 }
@@ -490,6 +523,7 @@ bool Fleet::heartbeat_in_place(const DeviceId& id, bool reports_error, Transport
   const core::DeviceState before = it->second;
   auto decided = core::apply_heartbeat(before, reports_error, now);
   if (decided.outcome.changed || decided.outcome.transition) return to_owner();  // the owner stores it
+  decided.outcome.next.heard_over_mqtt = transport == Transport::mqtt;
   const bool refresh = core::status_refresh_due(before.status_refreshed, now);
   if (refresh) decided.outcome.next.status_refreshed = now;
   it->second = decided.outcome.next;
@@ -532,6 +566,7 @@ void Fleet::handle_heartbeat(Event& event, Batch& batch, TimePoint now) {
   const core::DeviceState before = it->second;
   auto decided = core::apply_heartbeat(before, event.reports_error, now);
   decided.outcome.next.status_refreshed = now;  // the stored change is published with this last_seen
+  decided.outcome.next.heard_over_mqtt = event.transport == Transport::mqtt;
   it->second = decided.outcome.next;
   lock.unlock();
   count_heartbeat(event.id, event.transport, decided);
@@ -556,7 +591,8 @@ void Fleet::handle_presence(Event& event, Batch& batch, TimePoint now) {
     return;
   }
   const core::DeviceState before = it->second;
-  const auto outcome = core::apply_presence(before, event.presence, now);
+  auto outcome = core::apply_presence(before, event.presence, now);
+  outcome.next.heard_over_mqtt = true;  // births and wills come over MQTT only
   if (outcome.ignored) {
     lock.unlock();
     metrics_.reject(Rejection::stale_will);

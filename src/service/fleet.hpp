@@ -173,6 +173,9 @@ class Fleet {
   void apply_counts(std::optional<core::Status> from, std::optional<core::Status> to);
   void republish_outbox(bool everything);
   void watch(const DeviceId& id, const core::DeviceState& state);
+  // The broker link went down or came back (owner thread): deadlines of devices
+  // heard over MQTT wait out the outage (core/deadlines).
+  void link_changed(bool up, TimePoint at);
   void overlay_last_seen(core::DeviceRecord& record) const;
 
   store::DeviceStore& store_;

@@ -145,3 +145,30 @@ def test_twenty_broker_restarts_under_load_reconnect_within_5_s(fleet, start_bro
     finally:
         sim.terminate()
         sim.wait(10)
+
+
+def test_mqtt_devices_do_not_time_out_while_the_link_is_down(fleet, start_broker, mqtt):
+    """Test whether a device heard over MQTT keeps its place through a link outage longer than offline_after, while an HTTP device times out."""
+    broker = start_broker()
+    svc = fleet(broker=broker, MAESTRA_OFFLINE_AFTER=3)
+    over_mqtt, over_http = register_http(svc)["id"], register_http(svc)["id"]
+    device = mqtt(broker=broker)
+    device.publish(f"maestra/devices/{over_mqtt}/heartbeat", b"", qos=1)
+    assert svc.post("/devices/heartbeat", json={"device_id": over_http}).status_code == 200
+    wait_until(lambda: "mqtt" in svc.get("/metrics").text and
+               'maestra_heartbeats_total{transport="mqtt"} 1' in svc.get("/metrics").text, timeout=10)
+    device.close()
+    broker.stop()
+    time.sleep(5)  # longer than offline_after
+    broker.start()
+    connected_within(svc, 10)
+    seen_before = get_device(svc, over_mqtt)["last_seen"]
+    heartbeat = mqtt(broker=broker)
+    heartbeat.publish(f"maestra/devices/{over_mqtt}/heartbeat", b"", qos=1)
+    wait_until(lambda: get_device(svc, over_mqtt)["last_seen"] != seen_before, timeout=5,
+               message=lambda: svc.log_tail(30))
+    history = svc.get(f"/devices/{over_mqtt}/history").json()
+    assert [h["reason"] for h in history] == ["registered"], history
+    assert get_device(svc, over_mqtt)["status"] == "online"
+    http_history = svc.get(f"/devices/{over_http}/history").json()
+    assert http_history[0]["to"] == "offline" and http_history[0]["reason"] == "timeout", http_history

@@ -282,4 +282,58 @@ TEST_CASE("lazy re-check: a due entry whose device was heard since is pushed bac
   CHECK(expired.transition->at == t0 + 420s);
 }
 
+// --- outages of the service's broker link ------------------------------------
+
+namespace {
+DeviceState mqtt_device(TimePoint last_seen) {
+  DeviceState s = seen_at(last_seen);
+  s.heard_over_mqtt = true;
+  return s;
+}
+}  // namespace
+
+TEST_CASE("link down: a device heard over MQTT never times out, one heard over HTTP does") {
+  DeadlinePolicy policy{Seconds{5}, TimePoint{}};
+  policy.link_down(t0 + 1s);
+  const auto mqtt = mark_offline_if_expired(mqtt_device(t0), policy, t0 + 60s);
+  CHECK(mqtt.ignored);
+  CHECK(deadline_of(mqtt_device(t0), policy) == TimePoint::max());
+  const auto http = mark_offline_if_expired(seen_at(t0), policy, t0 + 5s);
+  REQUIRE(http.transition);
+  CHECK(http.transition->reason == Reason::timeout);
+}
+
+TEST_CASE("link back: MQTT deadlines are extended by the outage after their last sign of life, to the millisecond") {
+  DeadlinePolicy policy{Seconds{5}, TimePoint{}};
+  policy.link_down(t0 + 2s);
+  policy.link_up(t0 + 12s);  // a 10 s outage
+  const auto silent = mqtt_device(t0);  // heard 2 s before the outage: 3 s of its window were left
+  CHECK(deadline_of(silent, policy) == t0 + 15s);
+  CHECK(mark_offline_if_expired(silent, policy, t0 + 15s - 1ms).ignored);
+  CHECK(mark_offline_if_expired(silent, policy, t0 + 15s).transition);
+  // heard during the outage (a message the broker held): only the rest of it counts
+  CHECK(deadline_of(mqtt_device(t0 + 7s), policy) == t0 + 7s + 5s + 5s);
+  // heard after the outage: no extension
+  CHECK(deadline_of(mqtt_device(t0 + 13s), policy) == t0 + 18s);
+  // HTTP devices keep their deadlines
+  CHECK(deadline_of(seen_at(t0), policy) == t0 + 5s);
+}
+
+TEST_CASE("several outages add up; the list is bounded") {
+  DeadlinePolicy policy{Seconds{5}, TimePoint{}};
+  policy.link_down(t0 + 1s);
+  policy.link_down(t0 + 2s);  // still the same outage
+  policy.link_up(t0 + 3s);
+  policy.link_up(t0 + 4s);    // no outage open: nothing
+  policy.link_down(t0 + 10s);
+  policy.link_up(t0 + 13s);
+  CHECK(policy.mqtt_outages.size() == 2);
+  CHECK(deadline_of(mqtt_device(t0), policy) == t0 + 5s + 2s + 3s);
+  for (int i = 0; i < 100; ++i) {
+    policy.link_down(t0 + Seconds{100 + 2 * i});
+    policy.link_up(t0 + Seconds{101 + 2 * i});
+  }
+  CHECK(policy.mqtt_outages.size() == DeadlinePolicy::max_outages);
+}
+
 }  // TEST_SUITE
