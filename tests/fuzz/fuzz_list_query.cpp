@@ -96,7 +96,7 @@ void check_parsed_query(std::string_view query) {
   if (q->limit) FUZZ_CHECK(*q->limit >= 0 && *q->limit <= core::max_list_limit, "limit out of range accepted");
   FUZZ_CHECK(q->offset >= 0 && q->offset <= core::max_list_offset, "offset out of range accepted");
   const auto history = core::parse_history_limit(lookup);
-  if (history) FUZZ_CHECK(*history >= 1 && *history <= core::max_history_limit, "history limit out of range accepted");
+  if (history) FUZZ_CHECK(history.value() >= 1 && history.value() <= core::max_history_limit, "history limit out of range accepted");
 }
 
 void check_query(std::string_view query) {
