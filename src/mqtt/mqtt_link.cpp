@@ -18,10 +18,11 @@
 // status is published again, not only the outbox. A broker that refuses the
 // service right after every connect (it once called a packet malformed after a
 // restart that restored the session, 21 times in a row) is logged with its
-// reason code; after two connections that each died within 10 s the next one
-// starts clean, dropping both sides' session state (the broker's queue and
-// Paho's unacknowledged publishes), and the retained presence topics and the
-// full republish bring the fleet's view back. Nothing is handed to Paho while
+// reason code; after two connections in a row that each came up at the first
+// try (the broker was up) and died within 10 s, the next one starts clean,
+// dropping both sides' session state (the broker's queue and Paho's
+// unacknowledged publishes), and the retained presence topics and the full
+// republish bring the fleet's view back. Nothing is handed to Paho while
 // the link is down: the queue waits, and the outbox covers what it held.
 #include "mqtt/mqtt_link.hpp"
 
@@ -93,7 +94,10 @@ class MqttLink::SubscribeListener : public mqtt::iaction_listener {
     }
   }
   void on_failure(const mqtt::token& tok) override {
-    service::log_error("mqtt_subscribe_refused", {{"reason_code", std::to_string(tok.get_reason_code())}});
+    // A refusal carries a reason code (0x80 and up); no code means the
+    // connection went before the SUBACK, and the next connection subscribes again.
+    if (tok.get_reason_code() >= 0x80)
+      service::log_error("mqtt_subscribe_refused", {{"reason_code", std::to_string(tok.get_reason_code())}});
   }
 
  private:
@@ -152,8 +156,10 @@ void MqttLink::pause(std::chrono::milliseconds how_long) {
 void MqttLink::supervise() {
   auto backoff = std::chrono::milliseconds(500);
   int quick_drops = 0;
+  int attempts = 0;  // connection attempts since the last connection was lost
   while (!stopping_) {
     const bool clean_start = quick_drops >= quick_drops_before_clean_start;
+    ++attempts;
     if (clean_start)
       service::log_warn("mqtt_clean_start", {{"reason", std::to_string(quick_drops) +
                                                             " connections in a row lost within 10 s of connecting"},
@@ -178,6 +184,10 @@ void MqttLink::supervise() {
                     "cause is another client connecting with this client id, which takes the connection over (two "
                     "fleet-managers with the same MAESTRA_MQTT_CLIENT_ID knock each other off)"}});
     }
+    // A broker that was up all along took this connection at the first try; one
+    // that was restarting refused some tries first.
+    const bool broker_was_up = attempts == 1;
+    attempts = 0;
     backoff = std::chrono::milliseconds(500);
     const auto up_since = std::chrono::steady_clock::now();
     {
@@ -187,7 +197,9 @@ void MqttLink::supervise() {
     }
     const auto lasted = elapsed_ms(up_since);
     closed_silently_ = !broker_gave_reason_ && !stopping_;
-    quick_drops = lasted < quick_drop ? quick_drops + 1 : 0;
+    // A quick drop counts only when the broker had been up: a broker restarting
+    // again and again is an outage, not a refusal of what the session holds.
+    quick_drops = lasted < quick_drop && broker_was_up ? quick_drops + 1 : 0;
     if (clean_start) quick_drops = 0;  // clean state did not help either: start counting again
     service::log_info("mqtt_reconnecting", {{"connection_lasted_ms", std::to_string(lasted.count())},
                                             {"retry_in_ms", std::to_string(backoff.count())}});
