@@ -291,6 +291,30 @@ void HttpApi::install_routes() {
     send_json(res, 200, {{"device_id", id->to_string()}, {"mqtt", core::mqtt_credentials_json(*id, password.value(), topics_)}});
   });
 
+  // Secure mode: a short-lived read-only broker account for one dashboard (one
+  // browser), bound to its own client id so it cannot take over a device's.
+  add("POST", "/dashboard/credentials", true, [this](const httplib::Request& req, httplib::Response& res) {
+    std::int64_t ttl = 3600;
+    if (!req.body.empty()) {
+      auto body = core::parse_json_object(req.body);
+      if (!body) return send_error(res, body.error());
+      if (body->contains("ttl_seconds")) {
+        const Json& v = body.value()["ttl_seconds"];
+        if (!v.is_number_integer() || v.get<std::int64_t>() < 10 || v.get<std::int64_t>() > 86400)
+          return send_error(res, Error{ErrorKind::invalid_field, "ttl_seconds", "ttl_seconds must be an integer from 10 to 86400"});
+        ttl = v.get<std::int64_t>();
+      }
+    }
+    auto issued = fleet_.issue_dashboard_credential(std::chrono::seconds(ttl));
+    if (!issued) return send_error(res, issued.error());
+    send_json(res, 201, {{"username", issued->username},
+                         {"password", issued->password},
+                         {"client_id", issued->client_id},
+                         {"expires_at", core::format_rfc3339(issued->expires_at)},
+                         {"topics", {{"devices", topics_.prefix() + "/devices/+/status"},
+                                     {"fleet", topics_.prefix() + "/fleet/#"}}}});
+  });
+
   add("GET", "/hardware/blocked", true, [this](const httplib::Request&, httplib::Response& res) {
     auto blocked = fleet_.blocked_hardware_ids();
     if (!blocked) return send_error(res, blocked.error());
