@@ -119,6 +119,21 @@ trap on_signal INT TERM
 # dynamic-security admin password, the admin token, the provisioning key and the
 # dashboard account's password. A throwaway CA and server certificate for the TLS
 # listener are made once in <state>/tls/.
+# Device accounts made before accounts were bound to their client id get their
+# binding here, in one pass over the plugin's file while the broker is stopped:
+# the service binds any it finds at start too, but through the plugin, which
+# rewrites its whole file for every account (minutes at a few thousand devices).
+bind_device_accounts() {
+  local file="$1" unbound
+  unbound=$(jq '[.clients[]? | select((.clientid // "") == "" and (. as $c | any(.roles[]?; .rolename == "maestra-device-" + $c.username)))] | length' "$file") ||
+    die "cannot read $file (jq failed)"
+  [[ "$unbound" -gt 0 ]] || return 0
+  jq '.clients |= map(if (.clientid // "") == "" and (. as $c | any(.roles[]?; .rolename == "maestra-device-" + $c.username)) then .clientid = .username else . end)' \
+    "$file" >"$file.tmp" && chmod --reference="$file" "$file.tmp" && chown --reference="$file" "$file.tmp" &&
+    mv "$file.tmp" "$file" || die "could not bind the device accounts in $file"
+  log "secure mode: bound $unbound device broker accounts to their client ids"
+}
+
 prepare_secure_mode() {
   local secrets="$RUN/secrets.env"
   if [[ ! -f "$secrets" ]]; then
@@ -142,6 +157,7 @@ prepare_secure_mode() {
     mosquitto_ctrl dynsec init "$RUN/mosquitto/dynamic-security.json" "$MAESTRA_MQTT_USERNAME" \
       "$MAESTRA_MQTT_PASSWORD" >/dev/null || die "mosquitto_ctrl dynsec init failed"
   fi
+  bind_device_accounts "$RUN/mosquitto/dynamic-security.json"
   if [[ ! -f "$RUN/tls/server.crt" ]]; then
     mkdir -p "$RUN/tls"
     (

@@ -10,6 +10,8 @@
 // stop taking requests, publish the fleet's offline status, flush last_seen,
 // exit 0. One instance per database is active (store/instance_lock); another
 // waits as a standby until the lock is free.
+#include <malloc.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -97,6 +99,11 @@ bool become_active(store::InstanceLock& lock, const sigset_t& signals, http::Sta
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A note on memory: each of the 64 HTTP workers would get a malloc arena of
+  // its own and keep that arena's peak (a burst of large requests leaves every
+  // worker holding its share). Four arenas, and a trim of free pages every
+  // 10 s below, keep the resident size near what is in use.
+  mallopt(M_ARENA_MAX, 4);
   std::vector<std::string> args(argv + 1, argv + argc);
   auto parsed = core::parse_command_line(
       [](std::string_view name) -> std::optional<std::string> {
@@ -199,7 +206,8 @@ int main(int argc, char** argv) {
   // over meanwhile, stop (exit 1) rather than run the same fleet twice.
   int exit_code = 0;
   auto lock_warned = std::chrono::steady_clock::time_point{};
-  while (true) {
+  for (int tick = 1;; ++tick) {
+    if (tick % 5 == 0) malloc_trim(0);
     if (const int signal_number = wait_for_signal(signals, std::chrono::seconds(2))) {
       service::log_info("shutting_down", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
       break;

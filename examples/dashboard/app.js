@@ -525,6 +525,74 @@
     document.body.classList.toggle('stale', broker === 'disconnected' || service === 'offline');
   }
 
+  // --- secure mode: the page's broker account ---------------------------------------------
+  // The broker refuses anonymous clients in secure mode, and every account may connect
+  // only with its own client id. The page uses, in this order:
+  //   1. ?username=...&password=... (the shared dashboard account; client id = username,
+  //      so one page at a time: a second one takes over the first's connection);
+  //   2. a short-lived account of its own from POST /dashboard/credentials, issued with
+  //      the admin token (from #admin_token=... in the URL, which is then removed from
+  //      the address bar, or the token already kept for this tab), renewed before it
+  //      expires and whenever the broker refuses it;
+  //   3. no account (open mode).
+  const URL_ACCOUNT = params.get('username')
+    ? { username: params.get('username'), password: params.get('password') || '',
+        clientId: params.get('client_id') || params.get('username') }
+    : null;
+  {
+    const fragment = new URLSearchParams(location.hash.slice(1));
+    if (fragment.get('admin_token')) {
+      sessionStorage.setItem('maestra-admin-token', fragment.get('admin_token'));
+      history.replaceState(null, '', location.pathname + location.search);
+    }
+  }
+  let issued = null;            // {username, password, client_id, expires_at} from the service
+  let lastIssueAt = -Infinity;
+  let renewTimer = 0;
+  let mqttClient = null;
+
+  // Asks the service for a dashboard account (at most every 10 s); true when one came.
+  async function issueAccount() {
+    const token = sessionStorage.getItem('maestra-admin-token');
+    if (!token || performance.now() - lastIssueAt < 10000) return false;
+    lastIssueAt = performance.now();
+    try {
+      const r = await fetch(`${API_BASE}/dashboard/credentials`, {
+        method: 'POST', headers: { ...authHeaders(), 'Content-Type': 'application/json' },
+        body: JSON.stringify({ ttl_seconds: 3600 }),
+      });
+      if (r.status !== 201) {
+        if (r.status === 401 || r.status === 403) lastBrokerError = 'the admin token was refused';
+        return false;
+      }
+      issued = await r.json();
+      clearTimeout(renewTimer);
+      // Renewed 5 minutes before it expires (the service removes it then).
+      const renewIn = Math.max(10000, parseTime(issued.expires_at) - Date.now() - 300000);
+      renewTimer = setTimeout(() => { issueAccount().then((ok) => ok && connect()); }, renewIn);
+      return true;
+    } catch (err) {
+      return false;
+    }
+  }
+
+  function account() {
+    if (URL_ACCOUNT) return URL_ACCOUNT;
+    if (issued) return { username: issued.username, password: issued.password, clientId: issued.client_id };
+    return null;
+  }
+
+  // The broker refused our account (MQTT v5 134 bad username or password, 135 not
+  // authorized; v3 4 and 5).
+  function refused(err) {
+    return err && [4, 5, 134, 135].includes(err.code);
+  }
+
+  async function start() {
+    if (!URL_ACCOUNT && sessionStorage.getItem('maestra-admin-token')) await issueAccount();
+    connect();
+  }
+
   function connect() {
     if (typeof mqtt === 'undefined' || typeof mqtt.connect !== 'function') {
       stats.broker = 'no-client';
@@ -532,18 +600,21 @@
       renderConnection();
       return;
     }
+    if (mqttClient) mqttClient.end(true);
+    const own = account();
     const client = mqtt.connect(BROKER_URL, {
-      clientId: `maestra-dashboard-${Math.random().toString(16).slice(2, 10)}`,
+      clientId: own ? own.clientId : `maestra-dashboard-${Math.random().toString(16).slice(2, 10)}`,
       protocolVersion: 5,
       clean: true,
       keepalive: 30,
       reconnectPeriod: 1000,
       connectTimeout: 5000,
       resubscribe: false,       // subscribed again on every connect below
-      // Secure mode: the read-only dashboard account (?username=...&password=...).
-      ...(params.get('username') ? { username: params.get('username'), password: params.get('password') || '' } : {}),
+      ...(own ? { username: own.username, password: own.password } : {}),
     });
+    mqttClient = client;
     client.on('connect', () => {
+      if (client !== mqttClient) return;
       if (stats.connectedMs === null) stats.connectedMs = Math.round(performance.now());
       stats.broker = 'connected';
       lastBrokerError = '';
@@ -562,22 +633,32 @@
       stats.broker = 'disconnected';
       renderConnection();
     };
-    client.on('close', down);
-    client.on('offline', down);
+    client.on('close', () => { if (client === mqttClient) down(); });
+    client.on('offline', () => { if (client === mqttClient) down(); });
     client.on('error', (err) => {
+      if (client !== mqttClient) return;
       console.warn('mqtt:', err && err.message);
       lastBrokerError = (err && err.message) || '';
+      if (refused(err) && !URL_ACCOUNT) {
+        if (sessionStorage.getItem('maestra-admin-token')) {
+          issueAccount().then((ok) => { if (ok && client === mqttClient) connect(); });
+        } else {
+          lastBrokerError = 'secure mode: the broker needs an account; open this page with ' +
+            '#admin_token=<admin token> (or ?username=…&password=… of the dashboard account)';
+        }
+      }
       if (stats.broker === 'disconnected') renderConnection();
     });
     client.on('message', (topic, payload, packet) => {
+      if (client !== mqttClient) return;
       stats.messages++;
       inbox.set(topic, payload.length ? payload.toString() : '');
       if (packet.retain) lastRetainedAt = performance.now();
       requestFrame();
     });
-    // A burst's sweep is due even when no more messages come to trigger a frame.
-    setInterval(() => { if (sweepAfterBurst) requestFrame(); }, 500);
   }
+  // A burst's sweep is due even when no more messages come to trigger a frame.
+  setInterval(() => { if (sweepAfterBurst) requestFrame(); }, 500);
 
   // --- device detail (the only HTTP calls) ------------------------------------------------
   let detailRequest = 0;
@@ -759,6 +840,10 @@
     sessionStorage.setItem('maestra-admin-token', el.tokenInput.value.trim());
     el.tokenInput.value = '';
     loadDetail();
+    if (stats.broker !== 'connected' && !URL_ACCOUNT) {
+      lastIssueAt = -Infinity;
+      issueAccount().then((ok) => ok && connect());
+    }
   });
 
   function setFilter(changes) {
@@ -811,5 +896,5 @@
   setInterval(tick, 1000);
   renderConnection();
   renderCounts();
-  connect();
+  start();
 })();

@@ -66,6 +66,7 @@ const std::vector<RouteSpec>& route_table() {
       {"PATCH", "/devices/{id}", true, "change a device's attributes, maintenance or offline_after"},
       {"DELETE", "/devices/{id}", true, "delete a device (clears its retained topics)"},
       {"POST", "/devices/{id}/credentials", true, "secure mode: a new broker password for the device"},
+      {"POST", "/dashboard/credentials", true, "secure mode: a short-lived read-only broker account for one dashboard"},
       {"GET", "/hardware/blocked", true, "blocked hardware ids"},
       {"PUT", "/hardware/{hardware_id}/block", true, "block a hardware id from registering"},
       {"DELETE", "/hardware/{hardware_id}/block", true, "unblock a hardware id"},
@@ -491,6 +492,30 @@ void HttpApi::rotate_credentials(const httplib::Request& req, httplib::Response&
   send_json(res, 200, {{"device_id", id->to_string()}, {"mqtt", core::mqtt_credentials_json(*id, password.value(), topics_)}});
 }
 
+void HttpApi::dashboard_credentials(const httplib::Request&, httplib::Response& res, const std::string& body) {
+  // Secure mode: a short-lived read-only broker account for one dashboard (one
+  // browser), bound to its own client id so it cannot take over a device's.
+  std::int64_t ttl = 3600;
+  if (!body.empty()) {
+    auto parsed = core::parse_json_object(body);
+    if (!parsed) return send_error(res, parsed.error());
+    if (parsed->contains("ttl_seconds")) {
+      const Json& v = parsed.value()["ttl_seconds"];
+      if (!v.is_number_integer() || v.get<std::int64_t>() < 10 || v.get<std::int64_t>() > 86400)
+        return send_error(res, Error{ErrorKind::invalid_field, "ttl_seconds", "ttl_seconds must be an integer from 10 to 86400"});
+      ttl = v.get<std::int64_t>();
+    }
+  }
+  auto issued = fleet_.issue_dashboard_credential(std::chrono::seconds(ttl));
+  if (!issued) return send_error(res, issued.error());
+  send_json(res, 201, {{"username", issued->username},
+                       {"password", issued->password},
+                       {"client_id", issued->client_id},
+                       {"expires_at", core::format_rfc3339(issued->expires_at)},
+                       {"topics", {{"devices", topics_.prefix() + "/devices/+/status"},
+                                   {"fleet", topics_.prefix() + "/fleet/#"}}}});
+}
+
 void HttpApi::list_blocked(const httplib::Request&, httplib::Response& res, const std::string&) {
   auto blocked = fleet_.blocked_hardware_ids();
   if (!blocked) return send_error(res, blocked.error());
@@ -661,6 +686,7 @@ void HttpApi::install_routes() {
   add("PATCH", "/devices/{id}", &HttpApi::patch_device);
   add("DELETE", "/devices/{id}", &HttpApi::delete_device);
   add("POST", "/devices/{id}/credentials", &HttpApi::rotate_credentials);
+  add("POST", "/dashboard/credentials", &HttpApi::dashboard_credentials);
   add("GET", "/hardware/blocked", &HttpApi::list_blocked);
   add("PUT", "/hardware/{hardware_id}/block", &HttpApi::block_hardware);
   add("DELETE", "/hardware/{hardware_id}/block", &HttpApi::unblock_hardware);

@@ -78,6 +78,7 @@ class HttpApi {
   void patch_device(const httplib::Request& req, httplib::Response& res, const std::string& body);
   void delete_device(const httplib::Request& req, httplib::Response& res, const std::string& body);
   void rotate_credentials(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void dashboard_credentials(const httplib::Request& req, httplib::Response& res, const std::string& body);
   void list_blocked(const httplib::Request& req, httplib::Response& res, const std::string& body);
   void block_hardware(const httplib::Request& req, httplib::Response& res, const std::string& body);
   void unblock_hardware(const httplib::Request& req, httplib::Response& res, const std::string& body);

@@ -1,8 +1,11 @@
 // Commands of Mosquitto's dynamic-security plugin and their answers.
 #include "mqtt/dynamic_security.hpp"
 
+#include <algorithm>
 #include <chrono>
 
+#include "core/clock.hpp"
+#include "core/ids.hpp"
 #include "service/log.hpp"
 
 namespace maestra::mqtt_adapter {
@@ -23,7 +26,36 @@ bool benign(const Json& response, std::string_view what) {
   const std::string error = error_of(response);
   return error.empty() || error.find(what) != std::string::npos;
 }
+std::string string_field(const Json& object, const char* key) {
+  return object.is_object() && object.contains(key) && object[key].is_string() ? object[key].get<std::string>() : "";
+}
+std::int64_t unix_seconds(core::TimePoint t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+std::int64_t now_unix() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+// Every setClientId makes the plugin rewrite its whole file (its thread, the
+// broker's only one, serves nobody meanwhile: ~50 ms per command at 3,000
+// devices), so the commands go in small batches with a pause between them, in
+// which the broker serves its clients.
+constexpr std::size_t bind_batch = 10;
+constexpr auto bind_pause = std::chrono::milliseconds(100);
+constexpr int list_page = 1000;
 }  // namespace
+
+DynamicSecurity::~DynamicSecurity() {
+  {
+    std::lock_guard lock(maintenance_mutex_);
+    stopping_ = true;
+  }
+  maintenance_cv_.notify_all();
+  {
+    std::lock_guard lock(mutex_);  // a maintenance call waiting for answers gives up
+  }
+  answered_.notify_all();
+  if (maintenance_.joinable()) maintenance_.join();
+}
 
 void DynamicSecurity::on_response(const std::string& payload) {
   const auto doc = Json::parse(payload, nullptr, /*allow_exceptions=*/false);
@@ -44,7 +76,7 @@ void DynamicSecurity::send(std::vector<Json> commands) {
   }
 }
 
-core::Result<std::vector<Json>> DynamicSecurity::call(std::vector<Json> commands) {
+core::Result<std::vector<Json>> DynamicSecurity::call(std::vector<Json> commands, std::chrono::milliseconds timeout) {
   std::vector<std::string> correlations;
   {
     std::lock_guard lock(mutex_);
@@ -60,7 +92,8 @@ core::Result<std::vector<Json>> DynamicSecurity::call(std::vector<Json> commands
     return Error{ErrorKind::unavailable, "", std::string("broker not reachable: ") + e.what()};
   }
   std::unique_lock lock(mutex_);
-  const bool all = answered_.wait_for(lock, std::chrono::seconds(5), [&] {
+  const bool all = answered_.wait_for(lock, timeout, [&] {
+    if (stopping_) return true;
     for (const auto& c : correlations)
       if (!answers_.count(c)) return false;
     return true;
@@ -71,7 +104,9 @@ core::Result<std::vector<Json>> DynamicSecurity::call(std::vector<Json> commands
     responses.push_back(it == answers_.end() ? Json{{"error", "no answer"}} : it->second);
     if (it != answers_.end()) answers_.erase(it);
   }
-  if (!all) return Error{ErrorKind::unavailable, "", "the broker's dynamic-security plugin did not answer in 5 s"};
+  if (!all)
+    return Error{ErrorKind::unavailable, "",
+                 "the broker's dynamic-security plugin did not answer in " + std::to_string(timeout.count()) + " ms"};
   return responses;
 }
 
@@ -87,6 +122,7 @@ core::Result<core::Done> DynamicSecurity::grant(const core::DeviceId& id, const 
       Json{{"command", "createClient"},
            {"username", device},
            {"password", password},
+           {"clientid", device},  // only this client id may log in with this account
            {"textname", "maestra device"},
            {"roles", Json::array({Json{{"rolename", device_role(id)}}})}}};
   auto answers = call(std::move(commands));
@@ -115,6 +151,157 @@ core::Result<core::Done> DynamicSecurity::revoke(const core::DeviceId& id) {
   return core::Done{};
 }
 
+core::Result<core::Done> DynamicSecurity::grant_dashboard(const std::string& username, const std::string& password,
+                                                          core::TimePoint expires_at) {
+  auto answers = call({Json{{"command", "createClient"},
+                            {"username", username},
+                            {"password", password},
+                            {"clientid", username},
+                            {"textname", "maestra dashboard session (read-only)"},
+                            {"textdescription", expires_label + core::format_rfc3339(expires_at)},
+                            {"roles", Json::array({Json{{"rolename", dashboard_role}}})}}});
+  if (!answers) return answers.error();
+  if (const auto error = error_of(answers.value()[0]); !error.empty())
+    return Error{ErrorKind::unavailable, "", "dynamic-security refused: " + error};
+  {
+    std::lock_guard lock(maintenance_mutex_);
+    dashboards_[username] = unix_seconds(expires_at);
+  }
+  maintenance_cv_.notify_all();
+  return core::Done{};
+}
+
+void DynamicSecurity::maintain() {
+  bool bound = false;
+  auto next_sweep = std::chrono::steady_clock::now();
+  std::unique_lock lock(maintenance_mutex_);
+  while (!stopping_) {
+    lock.unlock();
+    if (client_.is_connected()) {
+      if (!bound) bound = bind_existing_accounts();
+      if (std::chrono::steady_clock::now() >= next_sweep) {
+        remove_expired_dashboards();
+        next_sweep = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      }
+    }
+    lock.lock();
+    // Woken early by a stop or a newly issued credential (which may expire first).
+    maintenance_cv_.wait_for(lock, bound ? std::chrono::seconds(5) : std::chrono::seconds(2));
+    if (!dashboards_.empty()) {
+      std::int64_t first = dashboards_.begin()->second;
+      for (const auto& [_, expiry] : dashboards_) first = std::min(first, expiry);
+      if (first <= now_unix()) next_sweep = std::chrono::steady_clock::now();
+    }
+  }
+}
+
+bool DynamicSecurity::bind_existing_accounts() {
+  // Lists every account (pages of 1000), binds each device account that has no
+  // client id or another one to its own id, and picks up dashboard credentials
+  // issued before a restart so they still expire. A few passes, in case accounts
+  // were added while paging shifted the offsets.
+  const auto started = std::chrono::steady_clock::now();
+  std::size_t bound = 0, already = 0, failed = 0;
+  std::vector<std::string> unbound_others;
+  for (int pass = 0; pass < 3; ++pass) {
+    std::vector<std::string> to_bind;
+    unbound_others.clear();
+    std::size_t bound_before = 0;
+    for (int offset = 0;; offset += list_page) {
+      auto page = call({Json{{"command", "listClients"}, {"verbose", true}, {"count", list_page}, {"offset", offset}}},
+                       std::chrono::seconds(30));
+      if (!page || !error_of(page.value()[0]).empty()) {
+        service::log_warn("broker_accounts_not_listed",
+                          {{"error", page ? error_of(page.value()[0]) : page.error().detail}});
+        return false;
+      }
+      const Json& data = page.value()[0].contains("data") ? page.value()[0]["data"] : Json::object();
+      if (!data.contains("clients") || !data["clients"].is_array()) break;
+      const auto& clients = data["clients"];
+      for (const auto& c : clients) {
+        const std::string username = string_field(c, "username");
+        const std::string clientid = string_field(c, "clientid");
+        bool device_account = false;
+        if (const auto id = core::parse_device_id(username); id && c.contains("roles") && c["roles"].is_array())
+          for (const auto& role : c["roles"])
+            device_account = device_account || string_field(role, "rolename") == device_role(*id);
+        if (device_account) {
+          if (clientid == username) ++bound_before;
+          else to_bind.push_back(username);
+          continue;
+        }
+        const std::string description = string_field(c, "textdescription");
+        if (username.rfind("dashboard-", 0) == 0 && description.rfind(expires_label, 0) == 0) {
+          if (const auto expiry = core::parse_rfc3339(std::string_view(description).substr(std::string(expires_label).size()))) {
+            std::lock_guard lock(maintenance_mutex_);
+            dashboards_.emplace(username, unix_seconds(*expiry));
+          }
+        }
+        if (clientid.empty() && username != service_username_) unbound_others.push_back(username);
+      }
+      if (clients.size() < static_cast<std::size_t>(list_page)) break;
+    }
+    if (pass == 0) already = bound_before;
+    if (to_bind.empty()) break;
+    for (std::size_t i = 0; i < to_bind.size(); i += bind_batch) {
+      std::vector<Json> commands;
+      for (std::size_t j = i; j < std::min(to_bind.size(), i + bind_batch); ++j)
+        commands.push_back(Json{{"command", "setClientId"}, {"username", to_bind[j]}, {"clientid", to_bind[j]}});
+      auto answers = call(std::move(commands), std::chrono::seconds(60));
+      if (!answers) {
+        service::log_warn("broker_accounts_not_bound", {{"error", answers.error().detail}});
+        return false;
+      }
+      for (const auto& a : answers.value()) error_of(a).empty() ? ++bound : ++failed;
+      std::unique_lock lock(maintenance_mutex_);
+      if (maintenance_cv_.wait_for(lock, bind_pause, [&] { return stopping_.load(); })) return true;
+    }
+  }
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  service::log_info("device_accounts_bound", {{"bound_now", std::to_string(bound)},
+                                              {"already_bound", std::to_string(already)},
+                                              {"failed", std::to_string(failed)},
+                                              {"ms", std::to_string(ms.count())}});
+  if (!unbound_others.empty()) {
+    std::string names;
+    for (std::size_t i = 0; i < unbound_others.size() && i < 10; ++i) names += (i ? "," : "") + unbound_others[i];
+    service::log_warn("broker_accounts_without_client_id",
+                      {{"count", std::to_string(unbound_others.size())},
+                       {"usernames", names},
+                       {"note", "these accounts can connect with any client id, a device's included; bind them "
+                                "(mosquitto_ctrl dynsec setClientId) or remove them"}});
+  }
+  return failed == 0;
+}
+
+void DynamicSecurity::remove_expired_dashboards() {
+  std::vector<std::string> expired;
+  {
+    std::lock_guard lock(maintenance_mutex_);
+    const auto now = now_unix();
+    for (const auto& [username, expiry] : dashboards_)
+      if (expiry <= now) expired.push_back(username);
+  }
+  if (expired.empty()) return;
+  std::vector<Json> commands;
+  for (const auto& username : expired) commands.push_back(Json{{"command", "deleteClient"}, {"username", username}});
+  auto answers = call(std::move(commands), std::chrono::seconds(30));
+  if (!answers) {
+    service::log_warn("dashboard_credentials_not_removed", {{"error", answers.error().detail}});
+    return;
+  }
+  std::size_t removed = 0;
+  {
+    std::lock_guard lock(maintenance_mutex_);
+    for (std::size_t i = 0; i < expired.size(); ++i)
+      if (benign(answers.value()[i], "not found")) {
+        dashboards_.erase(expired[i]);
+        ++removed;
+      }
+  }
+  service::log_info("dashboard_credentials_expired", {{"removed", std::to_string(removed)}});
+}
+
 core::Result<core::Done> DynamicSecurity::ensure_service_roles(const std::string& service_username,
                                                                const std::string& dashboard_username,
                                                                const std::string& dashboard_password) {
@@ -125,16 +312,21 @@ core::Result<core::Done> DynamicSecurity::ensure_service_roles(const std::string
            {"acls", Json::array({acl("publishClientSend", prefix + "/#"), acl("publishClientReceive", prefix + "/#"),
                                  acl("subscribePattern", prefix + "/#")})}},
       Json{{"command", "getClient"}, {"username", service_username}}};
+  // The dashboard role exists in every secure deployment: issued dashboard
+  // credentials use it even without a configured dashboard account.
+  commands.push_back(Json{{"command", "createRole"},
+                          {"rolename", dashboard_role},
+                          {"acls", Json::array({acl("subscribePattern", prefix + "/devices/+/status"),
+                                                acl("subscribePattern", prefix + "/fleet/#")})}});
   if (!dashboard_username.empty()) {
-    commands.push_back(Json{{"command", "createRole"},
-                            {"rolename", "maestra-dashboard"},
-                            {"acls", Json::array({acl("subscribePattern", prefix + "/devices/+/status"),
-                                                  acl("subscribePattern", prefix + "/fleet/#")})}});
+    // Bound to client id = its username: one connection at a time, and never a
+    // device's client id (device ids are UUIDs).
     commands.push_back(Json{{"command", "createClient"},
                             {"username", dashboard_username},
                             {"password", dashboard_password},
+                            {"clientid", dashboard_username},
                             {"textname", "maestra dashboard (read-only)"},
-                            {"roles", Json::array({Json{{"rolename", "maestra-dashboard"}}})}});
+                            {"roles", Json::array({Json{{"rolename", dashboard_role}}})}});
   }
   auto answers = call(std::move(commands));
   if (!answers) return answers.error();
@@ -143,11 +335,14 @@ core::Result<core::Done> DynamicSecurity::ensure_service_roles(const std::string
     if (i != 1 && !benign(a[i], "already exists"))
       return Error{ErrorKind::unavailable, "", "dynamic-security refused the service roles: " + error_of(a[i])};
   if (!dashboard_username.empty() && !error_of(a[3]).empty()) {
-    // The account existed: make its password the configured one (this disconnects
-    // dashboards using the old one, which is the point of changing it).
-    auto changed = call({Json{{"command", "setClientPassword"}, {"username", dashboard_username},
-                              {"password", dashboard_password}}});
+    // The account existed: make its password the configured one and bind it to
+    // its client id (an account made by an earlier version had none). This
+    // disconnects dashboards using it, which is the point of changing either.
+    auto changed = call({Json{{"command", "modifyClient"}, {"username", dashboard_username},
+                              {"password", dashboard_password}, {"clientid", dashboard_username}}});
     if (!changed) return changed.error();
+    if (const auto error = error_of(changed.value()[0]); !error.empty())
+      return Error{ErrorKind::unavailable, "", "dynamic-security refused the dashboard account: " + error};
   }
   bool has_role = false;
   if (a[1].contains("data") && a[1]["data"].contains("client") && a[1]["data"]["client"].contains("roles"))
@@ -158,6 +353,10 @@ core::Result<core::Done> DynamicSecurity::ensure_service_roles(const std::string
     // the automatic reconnect brings us back with them.
     send({Json{{"command", "addClientRole"}, {"username", service_username}, {"rolename", "maestra-service"}}});
     return Error{ErrorKind::unavailable, "", "granted the service its publishing role; reconnecting"};
+  }
+  if (!maintenance_.joinable()) {
+    service_username_ = service_username;
+    maintenance_ = std::thread([this] { maintain(); });
   }
   return core::Done{};
 }

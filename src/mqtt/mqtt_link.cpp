@@ -19,7 +19,8 @@
 // service right after every connect (it once called a packet malformed after a
 // restart that restored the session, 21 times in a row) is logged with its
 // reason code; after two connections in a row that each came up at the first
-// try (the broker was up) and died within 10 s, the next one starts clean,
+// try (the broker was up) and died within 10 s, or one restored session that
+// died within a second, the next one starts clean,
 // dropping both sides' session state (the broker's queue and Paho's
 // unacknowledged publishes), and the retained presence topics and the full
 // republish bring the fleet's view back. Nothing is handed to Paho while
@@ -196,10 +197,16 @@ void MqttLink::supervise() {
       if (stopping_) return;
     }
     const auto lasted = elapsed_ms(up_since);
-    closed_silently_ = !broker_gave_reason_ && !stopping_;
+    // (A connection closed within 200 ms is a refusal of what it sent, not a
+    // takeover by another client: see the clean start below.)
+    closed_silently_ = !broker_gave_reason_ && !stopping_ && lasted >= std::chrono::milliseconds(200);
     // A quick drop counts only when the broker had been up: a broker restarting
     // again and again is an outage, not a refusal of what the session holds.
     quick_drops = lasted < quick_drop && broker_was_up ? quick_drops + 1 : 0;
+    // A restored session refused within a second of connecting (what Mosquitto
+    // 2.0.11 does when it calls a packet of it malformed) goes clean at once.
+    if (broker_was_up && session_was_present_ && lasted < std::chrono::seconds(1))
+      quick_drops = quick_drops_before_clean_start;
     if (clean_start) quick_drops = 0;  // clean state did not help either: start counting again
     service::log_info("mqtt_reconnecting", {{"connection_lasted_ms", std::to_string(lasted.count())},
                                             {"retry_in_ms", std::to_string(backoff.count())}});
@@ -214,7 +221,7 @@ bool MqttLink::connect_once(bool clean_start) {
                      .clean_start(clean_start)
                      .properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, session_expiry_seconds}})
                      .keep_alive_interval(std::chrono::seconds(20))
-                     .connect_timeout(std::chrono::seconds(5))
+                     .connect_timeout(std::chrono::seconds(3))
                      .automatic_reconnect(false)
                      .max_inflight(65535)
                      .will(std::move(will));
@@ -231,8 +238,8 @@ bool MqttLink::connect_once(bool clean_start) {
   bool session_present = false;
   try {
     auto token = client_->connect(builder.finalize());
-    if (!token->wait_for(std::chrono::seconds(10)) || !client_->is_connected()) {
-      service::log_warn("mqtt_connect_failed", {{"url", core::redact_url(config_.mqtt_url)}, {"error", "no CONNACK within 10 s"}});
+    if (!token->wait_for(std::chrono::seconds(4)) || !client_->is_connected()) {
+      service::log_warn("mqtt_connect_failed", {{"url", core::redact_url(config_.mqtt_url)}, {"error", "no CONNACK within 4 s"}});
       try {
         client_->disconnect()->wait_for(std::chrono::seconds(1));
       } catch (const mqtt::exception&) {
@@ -241,6 +248,7 @@ bool MqttLink::connect_once(bool clean_start) {
     }
     const auto& response = token->get_connect_response();
     session_present = response.is_session_present();
+    session_was_present_ = session_present;
     const auto& props = response.get_properties();
     std::lock_guard lock(out_mutex_);
     inflight_limit_ = props.contains(mqtt::property::RECEIVE_MAXIMUM)

@@ -109,6 +109,7 @@ class MqttLink : public service::StatusPublisher {
   bool secure_ready_ = false;  // secure mode: the service's broker role is in place
   std::atomic<bool> broker_gave_reason_{false};  // the broker sent DISCONNECT with a reason code
   bool closed_silently_ = false;                  // supervisor only
+  bool session_was_present_ = false;              // supervisor only: the last CONNACK's flag
   std::chrono::steady_clock::time_point last_silent_close_{};
 
   std::mutex registrations_mutex_;

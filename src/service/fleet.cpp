@@ -167,6 +167,18 @@ Result<std::string> Fleet::rotate_credentials(const DeviceId& id) {
   return password;
 }
 
+Result<DashboardCredential> Fleet::issue_dashboard_credential(std::chrono::seconds ttl) {
+  if (!access_) return Error{ErrorKind::not_found, "", "dashboard credentials exist only in secure mode (MAESTRA_SECURE)"};
+  DashboardCredential c;
+  c.username = "dashboard-" + security::random_token(12);  // 96 bits: never a device's id (a UUID)
+  c.client_id = c.username;
+  c.password = security::random_token(32);
+  c.expires_at = clock_() + std::chrono::duration_cast<core::Millis>(ttl);
+  if (auto granted = access_->grant_dashboard(c.username, c.password, c.expires_at); !granted) return granted.error();
+  log_info("dashboard_credential_issued", {{"username", c.username}, {"expires_at", core::format_rfc3339(c.expires_at)}});
+  return c;
+}
+
 Result<bool> Fleet::verify_credential(const DeviceId& id, std::string_view password) {
   std::optional<store::StoredSecret> secret;
   {

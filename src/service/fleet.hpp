@@ -61,6 +61,19 @@ class DeviceAccess {
   virtual Result<core::Done> set_password(const DeviceId& id, const std::string& password) = 0;
   // Removes the account and disconnects a connected device; an absent account is fine.
   virtual Result<core::Done> revoke(const DeviceId& id) = 0;
+  // A read-only dashboard account that may connect only with client id
+  // `username`, removed by the adapter once `expires_at` has passed.
+  virtual Result<core::Done> grant_dashboard(const std::string& username, const std::string& password,
+                                             TimePoint expires_at) = 0;
+};
+
+// A short-lived broker account for one dashboard (one browser): read-only, bound
+// to its own client id (the username), so it cannot take over a device's.
+struct DashboardCredential {
+  std::string username;
+  std::string password;
+  std::string client_id;
+  TimePoint expires_at;
 };
 
 using Clock = std::function<TimePoint()>;
@@ -115,6 +128,8 @@ class Fleet {
   Result<core::Done> remove(const DeviceId& id);
   // Secure mode: a new broker password for the device (the old one stops working).
   Result<std::string> rotate_credentials(const DeviceId& id);
+  // Secure mode: a read-only broker account for one dashboard, valid for `ttl`.
+  Result<DashboardCredential> issue_dashboard_credential(std::chrono::seconds ttl);
   // Secure mode: true when `password` is the device's current password.
   Result<bool> verify_credential(const DeviceId& id, std::string_view password);
   Result<core::Done> block_hardware_id(const std::string& hardware_id, const std::optional<std::string>& reason);

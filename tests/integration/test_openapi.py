@@ -218,7 +218,7 @@ def concrete_path(path: str, device: str, hardware_id: str) -> str:
 
 # Documented answers other than a success that the probe expects from a plain
 # service (no MAESTRA_SECURE): credentials exist only in secure mode.
-EXPECTED_PROBE_ERRORS = {("post", "/devices/{id}/credentials"): 404}
+EXPECTED_PROBE_ERRORS = {("post", "/devices/{id}/credentials"): 404, ("post", "/dashboard/credentials"): 404}
 
 
 def register(service, **fields):

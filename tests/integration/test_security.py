@@ -2,11 +2,15 @@
 real Postgres and real clients: per-device broker credentials issued at
 registration and enforced by the broker's ACLs, the provisioning key, blocked
 hardware ids, credential rotation and revocation, the admin token, the read-only
-dashboard account, and TLS with a throwaway CA made by openssl at test time."""
+dashboard account, client-id binding (no account can connect with another
+device's client id: a device's, the dashboard's, an issued dashboard credential),
+issued dashboard credentials and their expiry, and TLS with a throwaway CA made by
+openssl at test time."""
 from __future__ import annotations
 
 import base64
 import http.client
+import re
 import subprocess
 import time
 import uuid
@@ -76,8 +80,9 @@ class SecureBroker(MosquittoBroker):
 
 
 def connect(broker, username=None, password=None, client_id=None, will=None, tls=False, protocol=paho.MQTTv311):
-    """A paho client with credentials; returns (MqttClient, CONNACK reason code)."""
-    client_id = client_id or f"sec-{uuid.uuid4().hex[:10]}"
+    """A paho client with credentials; returns (MqttClient, CONNACK reason code). Every account connects with
+    its own client id, its username, unless another is given."""
+    client_id = client_id or username or f"sec-{uuid.uuid4().hex[:10]}"
     client = paho.Client(client_id=client_id, protocol=protocol)
     if username is not None:
         client.username_pw_set(username, password)
@@ -184,7 +189,7 @@ def test_forged_status_never_reaches_dashboards(stack):
     """Test whether a device publishing on its status topic or fleet/status is refused and dashboards never see it."""
     broker, service = stack
     a = device(service, "sec-forger")
-    dashboard, rc = connect(broker, DASHBOARD_USER, DASHBOARD_PASSWORD)
+    dashboard, rc = connect(broker, DASHBOARD_USER, DASHBOARD_PASSWORD, client_id=DASHBOARD_USER)
     assert rc == 0
     dashboard.subscribe("maestra/devices/+/status")
     dashboard.subscribe("maestra/fleet/#")
@@ -197,7 +202,8 @@ def test_forged_status_never_reaches_dashboards(stack):
     service.patch(f"/devices/{a['id']}", json={"status": "maintenance"}, headers=ADMIN)
     dashboard.wait_for(f"maestra/devices/{a['id']}/status", lambda m: b"maintenance" in m.payload, timeout=5)
     assert not [m for m in dashboard.received() if b"FORGED" in m.payload]
-    late, _ = connect(broker, DASHBOARD_USER, DASHBOARD_PASSWORD)
+    issued = service.post("/dashboard/credentials", headers=ADMIN).json()  # a second dashboard at the same time
+    late, _ = connect(broker, issued["username"], issued["password"], client_id=issued["client_id"])
     late.subscribe("maestra/fleet/status")
     late.subscribe(f"maestra/devices/{a['id']}/status")
     time.sleep(0.5)
@@ -391,3 +397,146 @@ def test_throttle_can_be_turned_off(start_service):
     svc = start_service(MAESTRA_ADMIN_TOKEN=token, MAESTRA_AUTH_FAILURE_LIMIT=0)
     assert {svc.get("/devices", headers={"Authorization": "Bearer x"}).status_code for _ in range(30)} == {403}
     assert svc.get("/devices", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def online_device(broker, service, hardware_id):
+    """A registered device connected with its own client id, will and birth; online."""
+    d = device(service, hardware_id)
+    presence = f"maestra/devices/{d['id']}/presence"
+    client, rc = connect(broker, d["mqtt"]["username"], d["mqtt"]["password"], client_id=d["mqtt"]["client_id"],
+                         will=(presence, b'{"state":"offline","session":1}', 1, True))
+    assert rc == 0 and d["mqtt"]["client_id"] == d["id"]
+    client.client.publish(presence, b'{"state":"online","session":1}', qos=1, retain=True).wait_for_publish(5)
+    wait_until(lambda: service.get(f"/devices/{d['id']}", headers=ADMIN).json()["status"] == "online", timeout=5)
+    return d, client
+
+
+def assert_undisturbed(service, d, client, seconds=1.5):
+    """The device's connection was never closed and its will never fired."""
+    time.sleep(seconds)
+    assert not client.disconnects and client.connected, client.disconnects
+    assert service.get(f"/devices/{d['id']}", headers=ADMIN).json()["status"] == "online"
+    reasons = [h["reason"] for h in service.get(f"/devices/{d['id']}/history", headers=ADMIN).json()]
+    assert "will" not in reasons, reasons
+
+
+@pytest.mark.parametrize("clean", [True, False], ids=["clean-session", "persistent-session"])
+def test_device_account_cannot_take_over_another_devices_client_id(stack, clean):
+    """Test whether device A's account connecting with device B's client id (clean or persistent session) is
+    refused, while B stays connected and online and its will never fires."""
+    broker, service = stack
+    tag = "clean" if clean else "persistent"
+    a = device(service, f"sec-takeover-a-{tag}")
+    b, b_client = online_device(broker, service, f"sec-takeover-b-{tag}")
+    impostor = paho.Client(client_id=b["id"], clean_session=clean)
+    impostor.username_pw_set(a["mqtt"]["username"], a["mqtt"]["password"])
+    wrapper = MqttClient(impostor, paho.MQTTv311, b["id"])
+    impostor.connect(HOST, broker.port, 30)
+    impostor.loop_start()
+    wrapper._wait(lambda: wrapper.connacks or wrapper.disconnects, 10, "CONNACK")
+    impostor.loop_stop()
+    assert wrapper.connacks and wrapper.connacks[0][1] != 0, wrapper.connacks
+    assert_undisturbed(service, b, b_client)
+    # A's own client id still works for A.
+    own, rc = connect(broker, a["mqtt"]["username"], a["mqtt"]["password"], client_id=a["id"])
+    assert rc == 0
+    for c in (own, b_client):
+        c.close()
+
+
+def test_dashboard_accounts_cannot_take_over_a_devices_client_id(stack):
+    """Test whether the static dashboard account and an issued dashboard credential are refused with a device's
+    client id (the device stays online, no will), and each connects only with its own client id."""
+    broker, service = stack
+    b, b_client = online_device(broker, service, "sec-takeover-dash")
+    _, rc = connect(broker, DASHBOARD_USER, DASHBOARD_PASSWORD, client_id=b["id"])
+    assert rc != 0
+    assert_undisturbed(service, b, b_client, seconds=0.5)
+    issued = service.post("/dashboard/credentials", headers=ADMIN).json()
+    for user, password in ((DASHBOARD_USER, DASHBOARD_PASSWORD), (issued["username"], issued["password"])):
+        _, rc = connect(broker, user, password, client_id=b["id"])
+        assert rc != 0, user
+        _, rc = connect(broker, user, password, client_id=f"dashboard-{uuid.uuid4().hex[:8]}")  # any other id
+        assert rc != 0, user
+    assert_undisturbed(service, b, b_client)
+    own, rc = connect(broker, issued["username"], issued["password"], client_id=issued["client_id"])
+    assert rc == 0
+    own.subscribe("maestra/devices/+/status")
+    own.wait_for(f"maestra/devices/{b['id']}/status", timeout=5)
+    own.close()
+    static, rc = connect(broker, DASHBOARD_USER, DASHBOARD_PASSWORD, client_id=DASHBOARD_USER)
+    assert rc == 0
+    static.close()
+    b_client.close()
+
+
+def test_issued_dashboard_credentials(stack):
+    """Test whether POST /dashboard/credentials needs the admin token, checks ttl_seconds, issues a read-only
+    account bound to its own client id, and whether the service removes it (and disconnects it) once expired."""
+    broker, service = stack
+    assert service.post("/dashboard/credentials").status_code == 401
+    assert service.post("/dashboard/credentials", headers={"Authorization": "Bearer wrong"}).status_code == 403
+    for bad in ({"ttl_seconds": 5}, {"ttl_seconds": 86401}, {"ttl_seconds": "60"}, {"ttl_seconds": 1.5}):
+        r = service.post("/dashboard/credentials", json=bad, headers=ADMIN)
+        assert r.status_code == 422 and r.json()["field"] == "ttl_seconds", (bad, r.text)
+    r = service.post("/dashboard/credentials", json={"ttl_seconds": 10}, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    issued = r.json()
+    assert issued["client_id"] == issued["username"] and issued["username"].startswith("dashboard-")
+    assert len(issued["password"]) >= 43
+    assert issued["topics"] == {"devices": "maestra/devices/+/status", "fleet": "maestra/fleet/#"}
+    assert issued["password"] not in service.log_text()
+    client, rc = connect(broker, issued["username"], issued["password"], client_id=issued["client_id"])
+    assert rc == 0
+    client.subscribe("maestra/fleet/#")
+    with pytest.raises(RuntimeError):
+        client.subscribe("maestra/devices/+/heartbeat")
+    client.client.reconnect_delay_set(60, 60)
+    # Expired: removed by the service within its sweep, which disconnects it; it cannot come back.
+    wait_until(lambda: client.disconnects, timeout=30, message=service.log_tail)
+    client.client.loop_stop()
+    assert "dashboard_credentials_expired" in service.log_text()
+    _, rc = connect(broker, issued["username"], issued["password"], client_id=issued["client_id"])
+    assert rc != 0
+
+
+def ctrl(broker, *args):
+    """mosquitto_ctrl dynsec as the service's (admin) account."""
+    return subprocess.run(["mosquitto_ctrl", "-h", HOST, "-p", str(broker.port), "-u", SERVICE_USER,
+                           "-P", SERVICE_PASSWORD, "dynsec", *args], capture_output=True, text=True, timeout=30)
+
+
+def test_restart_binds_device_accounts_made_before_binding(stack):
+    """Test whether, after a restart, the service binds device accounts that have no client id (as every version
+    before the binding made them): another device's account can take the id before, not after; an unbound account
+    that is not the service's is named in a warning."""
+    broker, service = stack
+    a, b = device(service, "sec-unbound-a"), device(service, "sec-unbound-b")
+    # Make A's and B's accounts what an earlier version made: no client id.
+    for d in (a, b):
+        out = ctrl(broker, "setClientId", d["id"])
+        assert out.returncode == 0, out.stderr + out.stdout
+    out = ctrl(broker, "createClient", "operator-extra", "-p", "x-" + uuid.uuid4().hex)
+    assert out.returncode == 0, out.stderr + out.stdout
+    before, rc = connect(broker, a["mqtt"]["username"], a["mqtt"]["password"], client_id=b["id"])
+    assert rc == 0  # the hole: A's account may use B's client id
+    before.close()
+    offset = len(service.log_text())
+    service.restart()
+    wait_until(lambda: "device_accounts_bound" in service.log_text()[offset:], timeout=30, message=service.log_tail)
+    line = next(l for l in service.log_text()[offset:].splitlines() if "device_accounts_bound" in l)
+    assert re.search(r"bound_now=2\b", line), line
+    warning = [l for l in service.log_text()[offset:].splitlines() if "broker_accounts_without_client_id" in l]
+    assert warning and "operator-extra" in warning[0] and SERVICE_USER not in warning[0], warning
+    _, rc = connect(broker, a["mqtt"]["username"], a["mqtt"]["password"], client_id=b["id"])
+    assert rc != 0
+    own, rc = connect(broker, b["mqtt"]["username"], b["mqtt"]["password"], client_id=b["id"])
+    assert rc == 0
+    own.close()
+    ctrl(broker, "deleteClient", "operator-extra")
+    # Idempotent: the next start binds nothing.
+    offset = len(service.log_text())
+    service.restart()
+    wait_until(lambda: "device_accounts_bound" in service.log_text()[offset:], timeout=30, message=service.log_tail)
+    line = next(l for l in service.log_text()[offset:].splitlines() if "device_accounts_bound" in l)
+    assert re.search(r"bound_now=0\b", line), line
