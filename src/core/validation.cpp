@@ -170,7 +170,8 @@ bool is_blank(std::string_view text) {
   while (i < text.size()) {
     const char32_t cp = next_code_point(text, i);
     const bool blank = cp == U' ' || cp == U'\t' || cp == U'\n' || cp == U'\r' || cp == 0x0b || cp == 0x0c ||
-                       cp == 0x85 || cp == 0xa0 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200d) ||
+                       (cp >= 0x1c && cp <= 0x1f) || cp == 0x85 || cp == 0xa0 || cp == 0x1680 || cp == 0x180e ||
+                       (cp >= 0x2000 && cp <= 0x200d) ||
                        cp == 0x2028 || cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x2060 ||
                        cp == 0x3000 || cp == 0xfeff;
     if (!blank) return false;

@@ -44,8 +44,9 @@ std::size_t utf8_length(std::string_view text);
 // Well-formed UTF-8 (RFC 3629: no overlongs, no surrogates, nothing past U+10FFFF).
 bool is_valid_utf8(std::string_view text);
 
-// True when every code point is white space or invisible (ASCII spaces, U+00A0,
-// U+1680, U+2000-U+200D, U+2028/9, U+202F, U+205F, U+2060, U+3000, U+FEFF).
+// True when every code point is white space or invisible (ASCII spaces and
+// separators, U+0085, U+00A0, U+1680, U+180E, U+2000-U+200D, U+2028/9, U+202F,
+// U+205F, U+2060, U+3000, U+FEFF).
 // Expects valid UTF-8.
 bool is_blank(std::string_view text);
 

@@ -277,6 +277,10 @@ std::optional<std::pair<int, std::string>> transport_refusal(const httplib::Requ
   }
   if (req.has_header("Transfer-Encoding") && req.get_header_value("Transfer-Encoding") != "chunked")
     return std::pair{400, "only Transfer-Encoding: chunked is accepted"};
+  if (req.get_header_value_count("Content-Length") > 1)
+    return std::pair{400, "more than one Content-Length"};  // RFC 9112 section 6.3
+  if (req.has_header("Transfer-Encoding") && req.has_header("Content-Length"))
+    return std::pair{400, "both Transfer-Encoding and Content-Length"};
   if (req.has_header("Content-Length")) {
     const auto length = req.get_header_value("Content-Length");
     if (length.empty() || length.size() > 18 || length.find_first_not_of("0123456789") != std::string::npos)

@@ -143,6 +143,20 @@ def test_a_get_with_a_body_cannot_smuggle_a_second_request(svc):
     assert svc.get(f"/devices/{svc.device['id']}").status_code == 200
 
 
+def test_ambiguous_framing_is_refused(svc):
+    """Test whether two Content-Lengths, or Content-Length with Transfer-Encoding, are 400 and close the connection (RFC 9112 6.3)."""
+    body = json.dumps({**VALID, "hardware_id": "framing-1"}).encode()
+    two = (b"POST /devices/register HTTP/1.1\r\nHost: x\r\nContent-Length: " + str(len(body)).encode() +
+           b"\r\nContent-Length: " + str(len(body) + 3).encode() + b"\r\n\r\n" + body)
+    status, answer, closed = raw(svc, two)
+    assert status == "HTTP/1.1 400 Bad Request" and closed, answer[:200]
+    both = (b"POST /devices/register HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+            b"0\r\n\r\n")
+    status, answer, closed = raw(svc, both)
+    assert status == "HTTP/1.1 400 Bad Request" and closed, answer[:200]
+    assert psql_value(svc.database_url, "SELECT count(*) FROM devices WHERE hardware_id = 'framing-1'") == "0"
+
+
 def test_compressed_bodies_are_415(svc):
     """Test whether a gzip body (a 58 KB bomb of 60 MB) is refused unread with 415."""
     bomb = gzip.compress(b" " * (60 * 1024 * 1024))

@@ -206,6 +206,8 @@ TEST_CASE("is_blank: ASCII and Unicode spaces and invisible characters") {
   CHECK(is_blank("\xc2\xa0"));            // U+00A0
   CHECK(is_blank("\xe2\x80\x8b"));        // U+200B zero width space
   CHECK(is_blank("\xe3\x80\x80 \xef\xbb\xbf"));  // U+3000, U+FEFF
+  CHECK(is_blank("\xe2\x80\xaf\xe2\x80\xaf\xe1\xa0\x8e"));  // U+202F U+202F U+180E (found by tools/fuzz-service)
+  CHECK(is_blank("\xe2\x80\x80\xe1\xa0\x8e"));  // U+2000 U+180E
   CHECK_FALSE(is_blank(" a "));
   CHECK_FALSE(is_blank("\xc3\xa9"));
 }
