@@ -15,16 +15,18 @@
 // reconnect is off), so every connection's CONNACK is read: its Receive Maximum,
 // and whether the broker still held the service's session. Without it (a broker
 // that crashed before saving, a new broker, an expired session) every device's
-// status is published again, not only the outbox. A broker that refuses the
-// service right after every connect (it once called a packet malformed after a
-// restart that restored the session, 21 times in a row) is logged with its
-// reason code; after two connections in a row that each came up at the first
-// try (the broker was up) and died within 10 s, or one restored session that
-// died within a second, the next one starts clean,
-// dropping both sides' session state (the broker's queue and Paho's
-// unacknowledged publishes), and the retained presence topics and the full
-// republish bring the fleet's view back. Nothing is handed to Paho while
-// the link is down: the queue waits, and the outbox covers what it held.
+// status is published again, not only the outbox. Every reconnect uses a new
+// Paho client: Paho C 1.3.12 frees the payload of a publish whose write failed
+// as the socket died, keeps it among the messages it retries, and retried those
+// freed bytes on the restored session, which Mosquitto 2.0.11 closed as a
+// malformed packet on every reconnect. The broker keeps the session; the
+// outbox republishes what it had not acknowledged. As a second line, a broker
+// that still refuses the service right after connecting is logged with its
+// reason code, and after two connections in a row that each came up at the
+// first try and died within 10 s, or one restored session that died within a
+// second, the next one starts clean, dropping the broker's session too.
+// Nothing is handed to Paho while the link is down: the queue waits, and the
+// outbox covers what it held.
 #include "mqtt/mqtt_link.hpp"
 
 #include <chrono>
