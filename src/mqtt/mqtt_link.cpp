@@ -23,7 +23,7 @@
 // outbox republishes what it had not acknowledged. As a second line, a broker
 // that still refuses the service right after connecting is logged with its
 // reason code, and after two connections in a row that each came up at the
-// first try and died within 10 s, or one restored session that died within a
+// first try and died within 3 s, or one restored session that died within a
 // second, the next one starts clean, dropping the broker's session too.
 // Nothing is handed to Paho while the link is down: the queue waits, and the
 // outbox covers what it held.
@@ -46,7 +46,7 @@ constexpr std::size_t max_pending_registrations = 10000;
 constexpr int session_expiry_seconds = 24 * 3600;
 // A connection that dies sooner than this after it came up counts as a quick
 // drop; after this many in a row the next connection starts clean.
-constexpr auto quick_drop = std::chrono::seconds(10);
+constexpr auto quick_drop = std::chrono::seconds(3);
 constexpr int quick_drops_before_clean_start = 2;
 
 std::chrono::milliseconds elapsed_ms(std::chrono::steady_clock::time_point since) {
@@ -182,7 +182,7 @@ void MqttLink::supervise() {
     ++attempts;
     if (clean_start)
       service::log_warn("mqtt_clean_start", {{"reason", std::to_string(quick_drops) +
-                                                            " connections in a row lost within 10 s of connecting"},
+                                                            " connections in a row lost within 3 s of connecting"},
                                              {"effect", "the broker's session for the service and Paho's unacknowledged "
                                                         "publishes are dropped; every status is published again"}});
     broker_gave_reason_ = false;
