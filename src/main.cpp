@@ -101,9 +101,12 @@ bool become_active(store::InstanceLock& lock, const sigset_t& signals, http::Sta
 int main(int argc, char** argv) {
   // A note on memory: each of the 64 HTTP workers would get a malloc arena of
   // its own and keep that arena's peak (a burst of large requests leaves every
-  // worker holding its share). Four arenas, and a trim of free pages every
-  // 10 s below, keep the resident size near what is in use.
+  // worker holding its share). Four arenas, a fixed mmap threshold, and a trim
+  // of free pages every 10 s below keep the resident size near what is in use.
   mallopt(M_ARENA_MAX, 4);
+  // Blocks of 128 KiB and more (a page of the device list, a large body) are
+  // mapped and unmapped on their own instead of growing the heap for good.
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
   std::vector<std::string> args(argv + 1, argv + argc);
   auto parsed = core::parse_command_line(
       [](std::string_view name) -> std::optional<std::string> {

@@ -71,7 +71,7 @@ void DynamicSecurity::on_response(const std::string& payload) {
 
 void DynamicSecurity::send(std::vector<Json> commands) {
   try {
-    client_.publish(mqtt::make_message(request_topic, Json{{"commands", commands}}.dump(), 1, false));
+    client_()->publish(mqtt::make_message(request_topic, Json{{"commands", commands}}.dump(), 1, false));
   } catch (const mqtt::exception&) {
   }
 }
@@ -87,7 +87,7 @@ core::Result<std::vector<Json>> DynamicSecurity::call(std::vector<Json> commands
   }
   try {
     Json message{{"commands", commands}};
-    client_.publish(mqtt::make_message(request_topic, message.dump(), 1, false));
+    client_()->publish(mqtt::make_message(request_topic, message.dump(), 1, false));
   } catch (const mqtt::exception& e) {
     return Error{ErrorKind::unavailable, "", std::string("broker not reachable: ") + e.what()};
   }
@@ -177,7 +177,7 @@ void DynamicSecurity::maintain() {
   std::unique_lock lock(maintenance_mutex_);
   while (!stopping_) {
     lock.unlock();
-    if (client_.is_connected()) {
+    if (client_()->is_connected()) {
       if (!bound) bound = bind_existing_accounts();
       if (std::chrono::steady_clock::now() >= next_sweep) {
         remove_expired_dashboards();

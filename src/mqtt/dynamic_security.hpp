@@ -12,6 +12,8 @@
 // own account stays unbound: it is the plugin's admin and could rebind anything
 // anyway, and standby instances use it with their own client ids.
 #pragma once
+#include <functional>
+#include <memory>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -34,7 +36,10 @@ class DynamicSecurity : public service::DeviceAccess {
   static constexpr const char* request_topic = "$CONTROL/dynamic-security/v1";
   static constexpr const char* response_topic = "$CONTROL/dynamic-security/v1/response";
 
-  DynamicSecurity(mqtt::async_client& client, const core::Topics& topics) : client_(client), topics_(topics) {}
+  // `client` gives the MQTT adapter's current client (it makes a new one after
+  // every lost connection).
+  DynamicSecurity(std::function<std::shared_ptr<mqtt::async_client>()> client, const core::Topics& topics)
+      : client_(std::move(client)), topics_(topics) {}
   ~DynamicSecurity() override;
   DynamicSecurity(const DynamicSecurity&) = delete;
   DynamicSecurity& operator=(const DynamicSecurity&) = delete;
@@ -72,7 +77,7 @@ class DynamicSecurity : public service::DeviceAccess {
   // Sends without waiting (for a command that disconnects us, like changing our own roles).
   void send(std::vector<core::Json> commands);
 
-  mqtt::async_client& client_;
+  std::function<std::shared_ptr<mqtt::async_client>()> client_;
   const core::Topics& topics_;
   std::mutex mutex_;
   std::condition_variable answered_;

@@ -15,16 +15,18 @@
 // reconnect is off), so every connection's CONNACK is read: its Receive Maximum,
 // and whether the broker still held the service's session. Without it (a broker
 // that crashed before saving, a new broker, an expired session) every device's
-// status is published again, not only the outbox. A broker that refuses the
-// service right after every connect (it once called a packet malformed after a
-// restart that restored the session, 21 times in a row) is logged with its
-// reason code; after two connections in a row that each came up at the first
-// try (the broker was up) and died within 10 s, or one restored session that
-// died within a second, the next one starts clean,
-// dropping both sides' session state (the broker's queue and Paho's
-// unacknowledged publishes), and the retained presence topics and the full
-// republish bring the fleet's view back. Nothing is handed to Paho while
-// the link is down: the queue waits, and the outbox covers what it held.
+// status is published again, not only the outbox. Every reconnect uses a new
+// Paho client: Paho C 1.3.12 frees the payload of a publish whose write failed
+// as the socket died, keeps it among the messages it retries, and retried those
+// freed bytes on the restored session, which Mosquitto 2.0.11 closed as a
+// malformed packet on every reconnect. The broker keeps the session; the
+// outbox republishes what it had not acknowledged. As a second line, a broker
+// that still refuses the service right after connecting is logged with its
+// reason code, and after two connections in a row that each came up at the
+// first try and died within 3 s, or one restored session that died within a
+// second, the next one starts clean, dropping the broker's session too.
+// Nothing is handed to Paho while the link is down: the queue waits, and the
+// outbox covers what it held.
 #include "mqtt/mqtt_link.hpp"
 
 #include <chrono>
@@ -44,7 +46,7 @@ constexpr std::size_t max_pending_registrations = 10000;
 constexpr int session_expiry_seconds = 24 * 3600;
 // A connection that dies sooner than this after it came up counts as a quick
 // drop; after this many in a row the next connection starts clean.
-constexpr auto quick_drop = std::chrono::seconds(10);
+constexpr auto quick_drop = std::chrono::seconds(3);
 constexpr int quick_drops_before_clean_start = 2;
 
 std::chrono::milliseconds elapsed_ms(std::chrono::steady_clock::time_point since) {
@@ -109,14 +111,22 @@ MqttLink::MqttLink(const core::Config& config, service::Fleet& fleet, service::M
     : config_(config), fleet_(fleet), metrics_(metrics), topics_(config.topic_prefix),
       acks_(std::make_unique<AckListener>(*this, fleet)),
       subscribed_listener_(std::make_unique<SubscribeListener>(*this)) {
-  client_ = std::make_unique<mqtt::async_client>(config_.mqtt_url, config_.mqtt_client_id,
-                                                 mqtt::create_options(MQTTVERSION_5, 1000000));
-  if (config_.secure) dynamic_security_ = std::make_unique<DynamicSecurity>(*client_, topics_);
-  client_->set_message_callback([this](mqtt::const_message_ptr msg) { on_message(std::move(msg)); });
-  client_->set_connection_lost_handler([this](const std::string& cause) { on_connection_lost(cause); });
+  make_client();
+  if (config_.secure) dynamic_security_ = std::make_unique<DynamicSecurity>([this] { return client(); }, topics_);
+}
+
+void MqttLink::make_client() {
+  auto fresh = std::make_shared<mqtt::async_client>(config_.mqtt_url, config_.mqtt_client_id,
+                                                    mqtt::create_options(MQTTVERSION_5, 1000000));
+  const auto generation = ++generation_;
+  fresh->set_message_callback([this](mqtt::const_message_ptr msg) { on_message(std::move(msg)); });
+  fresh->set_connection_lost_handler([this, generation](const std::string& cause) {
+    if (generation == generation_) on_connection_lost(cause);
+  });
   // MQTT v5: the broker says why it closes the connection (DISCONNECT with a
   // reason code) before it does; Paho reports the loss itself separately.
-  client_->set_disconnected_handler([this](const mqtt::properties& props, mqtt::ReasonCode code) {
+  fresh->set_disconnected_handler([this, generation](const mqtt::properties& props, mqtt::ReasonCode code) {
+    if (generation != generation_) return;
     broker_gave_reason_ = true;
     std::string reason;
     try {
@@ -129,6 +139,14 @@ MqttLink::MqttLink(const core::Config& config, service::Fleet& fleet, service::M
                        {"reason", mqtt::exception::reason_code_str(static_cast<int>(code))},
                        {"broker_says", reason}});
   });
+  std::shared_ptr<mqtt::async_client> old;
+  {
+    std::lock_guard lock(client_mutex_);
+    old.swap(client_);
+    client_ = std::move(fresh);
+  }
+  // `old` (if any) is destroyed here or when the sender lets go of it; its
+  // unfinished publishes fail into the AckListener and stay in the outbox.
 }
 
 MqttLink::~MqttLink() {
@@ -140,6 +158,7 @@ MqttLink::~MqttLink() {
     std::lock_guard lock(out_mutex_);
     out_queue_.clear();
   }
+  std::lock_guard lock(client_mutex_);
   client_.reset();
 }
 
@@ -163,7 +182,7 @@ void MqttLink::supervise() {
     ++attempts;
     if (clean_start)
       service::log_warn("mqtt_clean_start", {{"reason", std::to_string(quick_drops) +
-                                                            " connections in a row lost within 10 s of connecting"},
+                                                            " connections in a row lost within 3 s of connecting"},
                                              {"effect", "the broker's session for the service and Paho's unacknowledged "
                                                         "publishes are dropped; every status is published again"}});
     broker_gave_reason_ = false;
@@ -210,6 +229,13 @@ void MqttLink::supervise() {
     if (clean_start) quick_drops = 0;  // clean state did not help either: start counting again
     service::log_info("mqtt_reconnecting", {{"connection_lasted_ms", std::to_string(lasted.count())},
                                             {"retry_in_ms", std::to_string(backoff.count())}});
+    // A new Paho client, so that nothing of the lost connection is retried on
+    // the next one: Paho C 1.3.12 frees the payload of a publish whose write
+    // failed as the socket died but keeps it among the messages to retry, and
+    // retried that garbage on the restored session (Mosquitto: "malformed
+    // packet", a loop). The broker keeps the session; the outbox republishes
+    // what was not acknowledged.
+    make_client();
     pause(backoff);
   }
 }
@@ -236,12 +262,13 @@ bool MqttLink::connect_once(bool clean_start) {
     link_lost_ = false;
   }
   bool session_present = false;
+  const auto client = this->client();
   try {
-    auto token = client_->connect(builder.finalize());
-    if (!token->wait_for(std::chrono::seconds(4)) || !client_->is_connected()) {
+    auto token = client->connect(builder.finalize());
+    if (!token->wait_for(std::chrono::seconds(4)) || !client->is_connected()) {
       service::log_warn("mqtt_connect_failed", {{"url", core::redact_url(config_.mqtt_url)}, {"error", "no CONNACK within 4 s"}});
       try {
-        client_->disconnect()->wait_for(std::chrono::seconds(1));
+        client->disconnect()->wait_for(std::chrono::seconds(1));
       } catch (const mqtt::exception&) {
       }
       return false;
@@ -263,7 +290,7 @@ bool MqttLink::connect_once(bool clean_start) {
     // start drops the subscription).
     bool ready = false;
     try {
-      client_->subscribe(DynamicSecurity::response_topic, 1)->wait_for(std::chrono::seconds(5));
+      client->subscribe(DynamicSecurity::response_topic, 1)->wait_for(std::chrono::seconds(5));
       ready = secure_ready_ || prepare_secure_mode();
     } catch (const mqtt::exception& e) {
       service::log_warn("secure_mode_setup", {{"error", e.what()}});
@@ -279,7 +306,7 @@ bool MqttLink::connect_once(bool clean_start) {
       }
       if (!dropped) {
         try {
-          client_->disconnect()->wait_for(std::chrono::seconds(2));
+          client->disconnect()->wait_for(std::chrono::seconds(2));
         } catch (const mqtt::exception&) {
         }
       }
@@ -339,7 +366,8 @@ void MqttLink::on_connected(bool session_present) {
     const mqtt::subscribe_options options(false, false, mqtt::subscribe_options::SEND_RETAINED_ON_NEW);
     const auto filters = topics_.subscriptions();
     pending_subscriptions_ = static_cast<int>(filters.size());
-    for (const auto& filter : filters) client_->subscribe(filter, 1, nullptr, *subscribed_listener_, options);
+    const auto client = this->client();
+    for (const auto& filter : filters) client->subscribe(filter, 1, nullptr, *subscribed_listener_, options);
   } catch (const mqtt::exception& e) {
     service::log_error("mqtt_subscribe_failed", {{"error", e.what()}});
   }
@@ -379,11 +407,12 @@ void MqttLink::stop() {
   out_cv_.notify_all();
   if (sender_.joinable()) sender_.join();
   try {
-    if (client_->is_connected()) {
+    const auto client = this->client();
+    if (client && client->is_connected()) {
       const auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
-      client_->publish(mqtt::make_message(topics_.fleet_status(), core::fleet_status_json(false, now), 1, true))
+      client->publish(mqtt::make_message(topics_.fleet_status(), core::fleet_status_json(false, now), 1, true))
           ->wait_for(std::chrono::seconds(2));
-      client_->disconnect(std::chrono::seconds(2))->wait_for(std::chrono::seconds(3));
+      client->disconnect(std::chrono::seconds(2))->wait_for(std::chrono::seconds(3));
     }
   } catch (const mqtt::exception& e) {
     service::log_warn("mqtt_disconnect_failed", {{"error", e.what()}});
@@ -583,12 +612,13 @@ void MqttLink::sender_loop() {
         ++inflight_;
       }
     }
-    for (auto& out : batch) transmit(out);
+    const auto client = this->client();  // kept alive for the batch even if replaced meanwhile
+    for (auto& out : batch) transmit(out, *client);
     batch.clear();
   }
 }
 
-void MqttLink::transmit(Outgoing& out) {
+void MqttLink::transmit(Outgoing& out, mqtt::async_client& client) {
   std::unique_ptr<PublishedStatus> context;
   try {
     if (out.status) {
@@ -598,7 +628,7 @@ void MqttLink::transmit(Outgoing& out) {
     } else if (out.cleared) {
       context = std::make_unique<PublishedStatus>(PublishedStatus{*out.cleared, 0, true});
     }
-    client_->publish(out.msg, context.get(), *acks_);
+    client.publish(out.msg, context.get(), *acks_);
     context.release();  // owned by the token now: the AckListener deletes it
   } catch (const std::exception&) {
     // Not connected: statuses stay in the outbox and are republished after the

@@ -58,6 +58,12 @@ class MqttLink : public service::StatusPublisher {
   class AckListener;
   class SubscribeListener;
 
+  std::shared_ptr<mqtt::async_client> client() const {
+    std::lock_guard lock(client_mutex_);
+    return client_;
+  }
+  // Replaces the Paho client with a fresh one (no state of earlier connections).
+  void make_client();
   void supervise();
   bool connect_once(bool clean_start);
   void on_connected(bool session_present);
@@ -85,14 +91,18 @@ class MqttLink : public service::StatusPublisher {
   // "A note on flow control"). Never blocks the caller.
   void send(Outgoing out);
   void sender_loop();
-  void transmit(Outgoing& out);
+  void transmit(Outgoing& out, mqtt::async_client& client);
   void acknowledged();
 
   const core::Config& config_;
   service::Fleet& fleet_;
   service::Metrics& metrics_;
   core::Topics topics_;
-  std::unique_ptr<mqtt::async_client> client_;
+  // The Paho client: a new one for every connection after a lost one (see "A
+  // note on reconnecting"); swapped under client_mutex_, used through client().
+  std::shared_ptr<mqtt::async_client> client_;
+  mutable std::mutex client_mutex_;
+  std::atomic<std::uint64_t> generation_{0};  // of client_: callbacks of an older client are ignored
   std::unique_ptr<AckListener> acks_;
   std::unique_ptr<DynamicSecurity> dynamic_security_;
   std::atomic<bool> connected_{false};

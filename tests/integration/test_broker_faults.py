@@ -69,7 +69,7 @@ def test_client_id_takeover_is_logged_as_such_and_healed(fleet, start_broker):
 
 
 def test_connections_dropped_right_after_connecting_end_in_a_clean_start(fleet, start_broker, mqtt):
-    """Test whether two connections lost within 10 s of connecting make the next one start clean and republish every status."""
+    """Test whether two connections lost within 3 s of connecting make the next one start clean and republish every status."""
     broker = start_broker()
     proxy = FaultProxy(broker.port).start()
     try:
@@ -78,20 +78,22 @@ def test_connections_dropped_right_after_connecting_end_in_a_clean_start(fleet, 
         watcher = mqtt(broker=broker, subscribe="maestra/devices/+/status")
         for device_id in ids:
             wait_status(watcher, device_id, "online", "registered")
-        # The connection open now has lasted under 10 s; cutting it and the next
-        # one 2 s after it connects makes two quick drops in a row.
-        proxy.cut_after_connect(1, 2.0)
+        # The next two connections die 2.5 s after they are accepted (a new Paho
+        # client takes up to a second to finish connecting), both under 3 s after they come up, at the first try
+        # (the broker is up): two quick drops in a row, whatever the first did.
+        proxy.cut_after_connect(2, 2.5)
         proxy.cut_open_connections()
+
         def after_clean_start():
             log = svc.log_text()
             return "mqtt_clean_start" in log and re.search(
                 r"status_republish_all statuses=5\b", log[log.index("mqtt_clean_start"):])
         wait_until(after_clean_start, timeout=30, message=lambda: svc.log_tail(40))
         log = svc.log_text()
-        connects = [l for l in log.splitlines() if "mqtt_connected" in l]
-        assert len(connects) == 3, connects  # the first, the cut one, the clean one
-        assert "session_present=true" in connects[1] and "session_present=false" in connects[2], connects
-        assert proxy.cut == 1
+        after = log[log.index("mqtt_clean_start"):]
+        first_connect = next(l for l in after.splitlines() if "mqtt_connected" in l)
+        assert "session_present=false" in first_connect, first_connect
+        assert proxy.cut >= 1
         assert connected_within(svc, 10) < 10
     finally:
         proxy.stop()
