@@ -44,7 +44,7 @@ struct Fleet::Event {
   int attempts = 0;
   TimePoint not_before{};
   bool session_present = true;  // kind broker_connected
-  TimePoint at{};               // kinds broker_connected/broker_disconnected: when it happened
+  TimePoint at{};               // when it happened: a device message's receipt, a link change
 };
 
 struct Fleet::PendingWrite {
@@ -214,11 +214,13 @@ Result<HeartbeatReply> Fleet::heartbeat(const core::HeartbeatRequest& h, Transpo
     pending_attributes_.emplace_back(id, h);
   }
   HeartbeatReply direct{};
-  if (heartbeat_in_place(id, h.reports_error, transport, clock_(), &direct)) return direct;
+  const TimePoint received = clock_();
+  if (heartbeat_in_place(id, h.reports_error, transport, received, &direct)) return direct;
   Event e{Event::Kind::heartbeat};
   e.id = id;
   e.transport = transport;
   e.reports_error = h.reports_error;
+  e.at = received;
   e.heartbeat_reply = std::make_shared<std::promise<Result<HeartbeatReply>>>();
   auto reply = e.heartbeat_reply->get_future();
   post(std::move(e));
@@ -233,11 +235,13 @@ void Fleet::heartbeat_async(const DeviceId& id, core::HeartbeatRequest h) {
     std::lock_guard lock(flush_mutex_);
     pending_attributes_.emplace_back(id, std::move(h));
   }
-  if (heartbeat_in_place(id, reports_error, Transport::mqtt, clock_(), nullptr)) return;
+  const TimePoint received = clock_();
+  if (heartbeat_in_place(id, reports_error, Transport::mqtt, received, nullptr)) return;
   Event e{Event::Kind::heartbeat};
   e.id = id;
   e.transport = Transport::mqtt;
   e.reports_error = reports_error;
+  e.at = received;
   post(std::move(e));
 }
 
@@ -249,6 +253,7 @@ void Fleet::presence_async(const DeviceId& id, core::PresenceSignal signal) {
   Event e{Event::Kind::presence};
   e.id = id;
   e.presence = signal;
+  e.at = clock_();  // history carries when the message arrived, not when the owner got to it
   post(std::move(e));
 }
 
@@ -533,6 +538,7 @@ bool Fleet::heartbeat_in_place(const DeviceId& id, bool reports_error, Transport
   // so it may apply one here even when more are queued behind it.
   if (!from_owner && queued_for_owner_.count(id)) return to_owner();
   const core::DeviceState before = it->second;
+  now = std::max(now, before.last_seen);  // a heartbeat that arrived earlier never moves last_seen back
   auto decided = core::apply_heartbeat(before, reports_error, now);
   if (decided.outcome.changed || decided.outcome.transition) return to_owner();  // the owner stores it
   decided.outcome.next.heard_over_mqtt = transport == Transport::mqtt;
@@ -557,6 +563,8 @@ void Fleet::handle_heartbeat(Event& event, Batch& batch, TimePoint now) {
   } took{this, event.id, event.attempts == 0};
   // Not while this cycle holds an uncommitted write for the device: the reply
   // would report a state not yet stored.
+  // Decided at the time the heartbeat arrived, not when the owner got to it.
+  now = received_time(event, now);
   HeartbeatReply direct{};
   if (!batch.index.count(event.id) &&
       heartbeat_in_place(event.id, event.reports_error, event.transport, now,
@@ -576,6 +584,7 @@ void Fleet::handle_heartbeat(Event& event, Batch& batch, TimePoint now) {
     return;
   }
   const core::DeviceState before = it->second;
+  now = std::max(now, before.last_seen);  // never behind what the device already showed
   auto decided = core::apply_heartbeat(before, event.reports_error, now);
   decided.outcome.next.status_refreshed = now;  // the stored change is published with this last_seen
   decided.outcome.next.heard_over_mqtt = event.transport == Transport::mqtt;
@@ -603,6 +612,9 @@ void Fleet::handle_presence(Event& event, Batch& batch, TimePoint now) {
     return;
   }
   const core::DeviceState before = it->second;
+  // Decided at the time the message arrived (a backlog must not move history),
+  // never behind what the device already showed.
+  now = std::max(received_time(event, now), before.last_seen);
   auto outcome = core::apply_presence(before, event.presence, now);
   outcome.next.heard_over_mqtt = true;  // births and wills come over MQTT only
   if (outcome.ignored) {
@@ -685,6 +697,10 @@ void Fleet::expire_due(Batch& batch, TimePoint now) {
     lock.unlock();
     add_write(batch, id, before, outcome, nullptr);
   }
+}
+
+TimePoint Fleet::received_time(const Event& event, TimePoint now) {
+  return event.at != TimePoint{} && event.at < now ? event.at : now;
 }
 
 void Fleet::log_transition(const DeviceId& id, const core::Transition& t, TimePoint now) {

@@ -185,6 +185,8 @@ class Fleet {
                  Event* source);
   void commit(Batch& batch);
   void log_transition(const DeviceId& id, const core::Transition& t, TimePoint now);
+  // When a device's event arrived (its `at`), or `now` when it carries none.
+  static TimePoint received_time(const Event& event, TimePoint now);
   void apply_counts(std::optional<core::Status> from, std::optional<core::Status> to);
   void republish_outbox(bool everything);
   void watch(const DeviceId& id, const core::DeviceState& state);

@@ -8,7 +8,9 @@ another connection.
 - Test whether a broker that lost its state (crash before saving) gets every
   device's retained status back from the service.
 - Test whether twenty broker restarts under load each end with the service
-  connected within 5 s, and the broker never calls its packets malformed.
+  connected within 5 s.
+- Test whether MQTT devices keep their deadlines through a link outage.
+- Test whether history carries the time a message arrived, not when it was handled.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import json
 import re
 import subprocess
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -180,3 +183,29 @@ def test_mqtt_devices_do_not_time_out_while_the_link_is_down(fleet, start_broker
     assert get_device(svc, over_mqtt)["status"] == "online"
     http_history = svc.get(f"/devices/{over_http}/history").json()
     assert http_history[0]["to"] == "offline" and http_history[0]["reason"] == "timeout", http_history
+
+
+def test_history_carries_the_time_a_message_arrived_not_when_it_was_processed(fleet, start_broker, mqtt):
+    """Test whether a will that waits behind a blocked write is stored with the time it arrived, not the time it was handled."""
+    broker = start_broker()
+    svc = fleet(broker=broker)
+    blocker, dying = register_http(svc)["id"], register_http(svc)["id"]
+    locker = subprocess.Popen(["psql", "-X", "-q", svc.database_url, "-c",
+                               "BEGIN; LOCK TABLE devices IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)  # the lock is held
+        device = mqtt(broker=broker)
+        # the owner stores this transition and waits on the lock ...
+        device.publish(f"maestra/devices/{blocker}/heartbeat", b'{"status":"error"}', qos=1)
+        time.sleep(0.3)
+        # ... while this will arrives
+        sent = time.time()
+        device.publish(f"maestra/devices/{dying}/presence", b"offline", qos=1)
+    finally:
+        locker.wait(20)
+    wait_until(lambda: get_device(svc, dying)["status"] == "offline", timeout=15, message=lambda: svc.log_tail(30))
+    row = svc.get(f"/devices/{dying}/history").json()[0]
+    assert row["reason"] == "will", row
+    at = datetime.strptime(row["at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+    assert abs(at - sent) < 0.5, f"history says {row['at']}, the will arrived {at - sent:+.2f} s from then"
