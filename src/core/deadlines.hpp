@@ -38,11 +38,11 @@ struct DeadlinePolicy {
   Seconds default_offline_after{300};
   TimePoint watch_started{};
   // Link down now, since then: no device heard over MQTT can time out.
-  std::optional<TimePoint> mqtt_link_down_since;
+  std::optional<TimePoint> mqtt_link_down_since{};
   // Recent outages (oldest first, at most max_outages): a device heard over
   // MQTT gets its deadline extended by the part of each that fell after its
   // last sign of life.
-  std::vector<Outage> mqtt_outages;
+  std::vector<Outage> mqtt_outages{};
   static constexpr std::size_t max_outages = 32;
 
   void link_down(TimePoint at) {

@@ -27,12 +27,9 @@ Result<std::optional<Seconds>> optional_offline_after(const Json& body) {
 }  // namespace
 
 std::optional<Error> check_hardware_id(std::string_view value) {
-  if (!is_valid_utf8(value)) return invalid("hardware_id", "hardware_id is not valid UTF-8");
-  if (value.empty() || is_blank(value)) return invalid("hardware_id", "hardware_id must not be empty or blank");
-  if (utf8_length(value) > max_hardware_id_chars)
-    return invalid("hardware_id", "hardware_id is longer than " + std::to_string(max_hardware_id_chars) + " characters");
-  if (has_control_characters(value)) return invalid("hardware_id", "hardware_id contains control characters");
-  return std::nullopt;
+  if (value.empty() || (is_valid_utf8(value) && is_blank(value)))
+    return invalid("hardware_id", "hardware_id must not be empty or blank");
+  return check_text("hardware_id", value, max_hardware_id_chars);
 }
 
 Result<Registration> parse_registration(const Json& body, std::optional<std::string_view> topic_hardware_id) {

@@ -182,21 +182,13 @@ bool is_blank(std::string_view text) {
 std::optional<Error> check_text(std::string_view field, std::string_view value, std::size_t max_chars) {
   const std::string name(field);
   if (!is_valid_utf8(value)) return invalid(name, name + " is not valid UTF-8");
-  if (has_control_characters(value)) return invalid(name, name + " contains control characters");
   if (utf8_length(value) > max_chars)
     return invalid(name, name + " is longer than " + std::to_string(max_chars) + " characters");
+  if (has_control_characters(value)) return invalid(name, name + " contains control characters");
   return std::nullopt;
 }
 
 namespace {
-std::optional<Error> check_string(std::string_view field, const std::string& value, std::size_t max_chars) {
-  if (utf8_length(value) > max_chars)
-    return invalid(std::string(field), std::string(field) + " is longer than " + std::to_string(max_chars) +
-                                           " characters");
-  if (has_control_characters(value))
-    return invalid(std::string(field), std::string(field) + " contains control characters");
-  return std::nullopt;
-}
 
 bool has_nul(const Json& value) {
   if (value.is_string()) return value.get_ref<const std::string&>().find('\0') != std::string::npos;
@@ -217,7 +209,7 @@ Result<std::string> required_string(const Json& body, std::string_view field, st
   if (!it->is_string()) return invalid(std::string(field), std::string(field) + " must be a string");
   const auto& value = it->get_ref<const std::string&>();
   if (is_blank(value)) return invalid(std::string(field), std::string(field) + " must not be empty or blank");
-  if (auto error = check_string(field, value, max_chars)) return *error;
+  if (auto error = check_text(field, value, max_chars)) return *error;
   return value;
 }
 
@@ -227,7 +219,7 @@ Result<std::optional<std::string>> optional_string(const Json& body, std::string
   if (it == body.end() || it->is_null()) return std::optional<std::string>{};
   if (!it->is_string()) return invalid(std::string(field), std::string(field) + " must be a string");
   const auto& value = it->get_ref<const std::string&>();
-  if (auto error = check_string(field, value, max_chars)) return *error;
+  if (auto error = check_text(field, value, max_chars)) return *error;
   return std::optional<std::string>{value};
 }
 

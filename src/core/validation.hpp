@@ -50,8 +50,9 @@ bool is_valid_utf8(std::string_view text);
 // Expects valid UTF-8.
 bool is_blank(std::string_view text);
 
-// A string from a path, query or header: valid UTF-8, no control characters,
-// at most max_chars code points; else `invalid_field` naming the field.
+// The rule for any text from outside (body, path, query, header): valid UTF-8,
+// at most max_chars code points, no control characters; else `invalid_field`
+// naming the field.
 std::optional<Error> check_text(std::string_view field, std::string_view value, std::size_t max_chars);
 
 // A required, non-blank string of at most max_chars code points without control characters.

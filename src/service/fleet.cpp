@@ -676,6 +676,7 @@ void Fleet::handle_patch(Event& event, TimePoint now) {
     ++metrics_.transitions[static_cast<std::size_t>(core::Reason::admin)];
     if (publisher_) publisher_->publish_status(*stored->second);
   }
+  if (outcome.transition) log_transition(event.id, *outcome.transition, now);
   job.reply.set_value(stored->first);
 }
 

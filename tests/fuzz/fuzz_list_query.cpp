@@ -64,15 +64,6 @@ void check_text_filter(const std::string& value) {
     FUZZ_CHECK(length == fuzz::code_points(value), "utf8_length miscounts valid UTF-8");
 }
 
-void check_path_id(std::string_view text) {
-  const auto id = core::parse_device_id(text);
-  if (!id) return;
-  std::string lower(text);
-  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  FUZZ_CHECK(id->to_string() == lower, "parse_device_id accepted something other than a canonical UUID");
-  FUZZ_CHECK(core::parse_device_id(id->to_string()) == id, "a device id does not survive to_string/parse");
-}
-
 void check_parsed_query(std::string_view query) {
   // First value of each name wins, as cpp-httplib's get_param_value does.
   std::vector<std::pair<std::string, std::string>> params;
@@ -107,7 +98,7 @@ void check_query(std::string_view query) {
     const std::string value = eq == std::string_view::npos ? std::string() : decode(pair.substr(eq + 1));
     if (key == "status") check_status(value);
     if (key == "device_type" || key == "hardware_id") check_text_filter(value);
-    if (key == "id") check_path_id(value);
+    if (key == "id") fuzz::check_device_id(value);
   }
 }
 
@@ -118,7 +109,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string_view input = fuzz::as_text(data, size);
     const auto [first, rest] = fuzz::split_first_line(input);
     if (!first.empty() && first.front() == '/') {
-      check_path_id(decode(first.substr(1)));
+      fuzz::check_device_id(decode(first.substr(1)));
       check_query(rest);
     } else {
       check_query(input);

@@ -1,9 +1,11 @@
 // What every fuzz target shares: the invariant check that stops the run with a
 // readable line, the guard that turns an escaping exception into a finding, a
 // strict UTF-8 validator to check accepted strings against, and the splitting of
-// one fuzz input into the pieces a transport hands the core. No parsing logic of
+// one fuzz input into the pieces a transport hands the core, and the check of
+// a device id (path or topic level) that several targets share. No parsing logic of
 // the service lives here: the targets call the core's public functions.
 #pragma once
+#include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -13,6 +15,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "core/ids.hpp"
 
 namespace maestra::fuzz {
 
@@ -119,6 +123,18 @@ inline std::vector<std::string_view> split(std::string_view text, char separator
 
 inline std::string_view as_text(const std::uint8_t* data, std::size_t size) {
   return {reinterpret_cast<const char*>(data), size};
+}
+
+// A device id the core accepts is a canonical UUID in any case, survives
+// to_string/parse, and hashes the same whatever its case.
+inline void check_device_id(std::string_view text) {
+  const auto id = core::parse_device_id(text);
+  if (!id) return;
+  std::string lower(text);
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  FUZZ_CHECK(id->to_string() == lower, "parse_device_id accepted something other than a canonical UUID");
+  FUZZ_CHECK(core::parse_device_id(id->to_string()) == id, "a device id does not survive to_string/parse");
+  FUZZ_CHECK(core::DeviceIdHash{}(*id) == core::DeviceIdHash{}(*core::parse_device_id(lower)), "hash is unstable");
 }
 
 }  // namespace maestra::fuzz

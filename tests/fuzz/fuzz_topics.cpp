@@ -20,16 +20,6 @@ using namespace maestra;
 
 namespace {
 
-void check_device_id(std::string_view text) {
-  const auto id = core::parse_device_id(text);
-  if (!id) return;
-  std::string lower(text);
-  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  FUZZ_CHECK(id->to_string() == lower, "parse_device_id accepted something other than a canonical UUID");
-  FUZZ_CHECK(core::parse_device_id(id->to_string()) == id, "a device id does not survive to_string/parse");
-  FUZZ_CHECK(core::DeviceIdHash{}(*id) == core::DeviceIdHash{}(*core::parse_device_id(lower)), "hash is unstable");
-}
-
 void check_built_names(const core::Topics& topics, const core::DeviceId& id, std::string_view hardware_id) {
   // Topics::parse returns a view into its argument: keep each name alive.
   const std::string heartbeat_topic = topics.heartbeat(id);
@@ -79,13 +69,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                  "a recognised topic is not prefix/family/level/leaf");
       FUZZ_CHECK(parsed.level.data() >= topic.data() && parsed.level.data() + parsed.level.size() <= topic.data() + topic.size(),
                  "a parsed level points outside the topic");
-      if (parsed.kind != core::Topics::Kind::register_request) check_device_id(parsed.level);
+      if (parsed.kind != core::Topics::Kind::register_request) fuzz::check_device_id(parsed.level);
     }
     for (const auto& filter : topics.subscriptions())
       FUZZ_CHECK(filter.rfind(topics.prefix() + "/", 0) == 0, "a subscription is outside the prefix");
 
-    check_device_id(topic);
-    check_device_id(prefix_line);
+    fuzz::check_device_id(topic);
+    fuzz::check_device_id(prefix_line);
     core::DeviceId id;
     for (std::size_t i = 0; i < id.bytes.size() && i < topic.size(); ++i) id.bytes[i] = static_cast<std::uint8_t>(topic[i]);
     check_built_names(topics, id, topic);

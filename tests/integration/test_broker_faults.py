@@ -19,7 +19,6 @@ import re
 import subprocess
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 
 import paho.mqtt.client as paho
 

@@ -98,8 +98,8 @@ def test_too_many_or_too_large_headers_are_431(svc):
 
 def test_chunked_body_over_the_limit_is_refused_while_reading(svc):
     """Test whether a 10 MB chunked POST is refused with 413 after 64 KiB and the connection closes."""
-    head = (f"POST /devices/register HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-            f"Content-Type: application/json\r\n\r\n").encode()
+    head = (b"POST /devices/register HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"Content-Type: application/json\r\n\r\n")
     chunk = b"10000\r\n" + b"a" * 0x10000 + b"\r\n"
     with socket.create_connection((HOST, svc.port), timeout=10) as s:
         s.sendall(head)

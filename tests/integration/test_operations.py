@@ -5,6 +5,7 @@ stands by and takes over, and a database outage gives 503 and heals itself."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -166,3 +167,22 @@ def test_metrics_are_exposed(start_service):
                    "maestra_last_seen_flushes_total", "maestra_database_errors_total"):
         assert family in text, family
     assert requests.get(f"{svc.url}/metrics", timeout=5).headers["Content-Type"].startswith("text/plain")
+
+
+def test_status_changes_are_logged_and_a_storm_is_summarised(start_service):
+    """Test whether each status change is logged (device, from, to, reason) and a burst past 20 a second gives a count, not a line each."""
+    svc = start_service()
+    ids = [svc.post("/devices/register", json={"name": f"l{i}", "device_type": "t", "hardware_id": f"log-{i}"}).json()["id"]
+           for i in range(30)]
+    for device_id in ids:
+        assert svc.patch(f"/devices/{device_id}", json={"status": "maintenance"}).status_code == 200
+    line = f"status_changed device={ids[0]} from=online to=maintenance reason=admin"
+    wait_until(lambda: line in svc.log_text(), timeout=5, message=lambda: svc.log_tail(20))
+
+    def summarised():
+        counts = [int(m) for m in re.findall(r"status_changes_not_logged count=(\d+)", svc.log_text())]
+        return sum(counts)
+    wait_until(lambda: summarised() > 0, timeout=5, message=lambda: svc.log_tail(20))
+    logged = svc.log_text().count("info status_changed ")
+    assert logged + summarised() == 30, (logged, summarised())
+    assert logged < 30

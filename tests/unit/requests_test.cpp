@@ -479,7 +479,7 @@ TEST_CASE("check_hardware_id: the one rule") {
   CHECK_FALSE(check_hardware_id("AA:BB:CC:DD:EE:FF"));
   CHECK_FALSE(check_hardware_id(std::string(max_hardware_id_chars, 'x')));
   CHECK_FALSE(check_hardware_id("\xc3\xa9tag\xc3\xa8re-1"));  // non-ASCII is fine
-  for (const std::string bad : {std::string(""), std::string(" "), std::string("\xc2\xa0"), std::string("\xe2\x80\x8b"),
+  for (const std::string& bad : {std::string(""), std::string(" "), std::string("\xc2\xa0"), std::string("\xe2\x80\x8b"),
                                 std::string(max_hardware_id_chars + 1, 'x'), std::string(20000, 'x'),
                                 std::string("a\x01b"), std::string("\xff\xfe")}) {
     CAPTURE(bad.substr(0, 20));
@@ -492,7 +492,7 @@ TEST_CASE("check_hardware_id: the one rule") {
 
 TEST_CASE("parse_registration over MQTT: the topic's hardware id follows the same rule as the body's") {
   const Json body{{"name", "n"}, {"device_type", "t"}};
-  for (const std::string bad : {std::string(129, 'x'), std::string(3000, 'x'), std::string(" "),
+  for (const std::string& bad : {std::string(129, 'x'), std::string(3000, 'x'), std::string(" "),
                                 std::string("\xc2\xa0"), std::string("\xe2\x80\x8b")}) {
     CAPTURE(bad.size());
     const auto r = parse_registration(body, std::string_view(bad));

@@ -220,6 +220,17 @@ def raw_http(host: str, port: int, pieces: Iterable[bytes], *, half_close: bool 
     return ans
 
 
+def padded_body(head: bytes, pad: int, tail: bytes):
+    """A registration body streamed in 64 KiB pieces: head, `pad` filler bytes, tail."""
+    yield head
+    block = b"x" * 65536
+    left = pad
+    while left > 0:
+        yield block[:min(left, 65536)]
+        left -= 65536
+    yield tail
+
+
 def request_bytes(method: str, target: bytes | str, headers: list[tuple[str | bytes, str | bytes]],
                   body: bytes | None = None, *, version: bytes = b"HTTP/1.1",
                   content_length: bool = True) -> bytes:
@@ -896,13 +907,7 @@ class HttpFuzzer:
 
         def pieces():
             yield request_bytes("POST", "/devices/register", [("Content-Length", str(size))], None, content_length=False)
-            yield head
-            left = pad
-            block = b"x" * 65536
-            while left > 0:
-                yield block[:min(left, 65536)]
-                left -= 65536
-            yield tail
+            yield from padded_body(head, pad, tail)
         return HttpCase("oversize_content_length", route, "POST", b"/devices/register", pieces,
                         f"POST /devices/register Content-Length: {size}, a valid registration padded to {size} bytes",
                         expect="reject", limit="body", why="413 before the body is read", hw=hw,
@@ -924,13 +929,7 @@ class HttpFuzzer:
                 yield request_bytes("POST", "/devices/register", [("Transfer-Encoding", "chunked")], None,
                                     content_length=False)
                 def body():
-                    yield head
-                    left = pad
-                    block = b"x" * 65536
-                    while left > 0:
-                        yield block[:min(left, 65536)]
-                        left -= 65536
-                    yield tail
+                    yield from padded_body(head, pad, tail)
                 buf = b""
                 out = []
                 out_len = 0
