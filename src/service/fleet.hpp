@@ -1,20 +1,38 @@
 // The fleet owner: the one place where the core's rules meet the store and the
 // publisher. It holds the in-memory registry (state of every device), the
-// deadline queue and the coalescing buffer, and runs two threads:
+// deadline queue, each device's current status document and the coalescing
+// buffer, and runs two threads:
 //   - the owner thread, which decides every change that must be stored (presence,
 //     timeouts, admin changes, heartbeats that change the status) through the
 //     core, stores them in batches (one transaction per cycle, before anything
 //     is published) and publishes them;
-//   - the flusher thread, which writes coalesced last_seen refreshes (at most
-//     flush_interval late), heartbeat attribute updates and outbox acks.
+//   - the flusher thread, which writes coalesced last_seen refreshes with the
+//     attributes heartbeats reported (at most flush_interval late) and outbox acks.
 // Transports (HTTP handlers, Paho callbacks) call the public functions from their
 // own threads. A heartbeat that changes nothing stored is applied right there
-// under the registry lock (heartbeat_in_place), unless the device already has an
-// event waiting for the owner, so each device's messages stay in order.
+// under the registry lock, unless the device already has an event in the owner's
+// hands, so each device's messages stay in order.
+//
+// The class is written in one file per concern:
+//   fleet.cpp          lifecycle (load, start, stop) and queries
+//   registration.cpp   registration, deletion, credentials, blocked hardware ids
+//   device_events.cpp  heartbeats and presence: in place or through the owner
+//   owner_loop.cpp     the owner's cycle, each device's mailbox, batches, retries
+//   admin.cpp          PATCH
+//   timeouts.cpp       deadlines, and the broker link's outages
+//   outbox.cpp         publishing statuses, broker acks, republishing, the 30 s refresh
+//   flusher.cpp        the flusher thread
+//   summary.cpp        fleet counts and the summary topic
+//
+// A note on ordering: each device's events go through one ordered mailbox. An
+// event the store could not take (database down) is retried at the head of its
+// device's mailbox, and the device's later events wait behind it, so a plain
+// heartbeat can never be applied before a will the device sent earlier.
 //
 // A note on what a crash loses: transitions are committed before they are
-// published and before the caller is answered; only last_seen refreshes still in
-// the coalescing buffer (at most flush_interval old) can be lost.
+// published and before the caller is answered; only last_seen refreshes and
+// heartbeat attributes still in the coalescing buffer (at most flush_interval
+// old) can be lost.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -26,6 +44,7 @@
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/deadlines.hpp"
@@ -33,7 +52,7 @@
 #include "core/log_budget.hpp"
 #include "core/presence.hpp"
 #include "service/metrics.hpp"
-#include "store/device_store.hpp"
+#include "store/store.hpp"
 
 namespace maestra::service {
 
@@ -90,6 +109,63 @@ struct HeartbeatReply {
   bool too_frequent = false;
 };
 
+// The owner's working types, used across the fleet's files.
+namespace detail {
+
+// One thing for the owner to decide: a device's message, an admin change, a
+// registration or deletion, a change of the broker link.
+struct Event {
+  enum class Kind { heartbeat, presence, registered, patch, removed, broker_connected, broker_disconnected } kind;
+  DeviceId id{};
+  Transport transport = Transport::mqtt;
+  bool reports_error = false;
+  core::PresenceSignal presence{};
+  std::shared_ptr<std::promise<Result<HeartbeatReply>>> heartbeat_reply = {};
+  struct PatchJob {
+    core::DevicePatch patch;
+    std::promise<Result<core::DeviceRecord>> reply;
+  };
+  std::shared_ptr<PatchJob> patch = {};
+  core::DeviceState registered_state{};
+  store::StoredStatus registered_status{};
+  int attempts = 0;            // stores that failed (database down)
+  bool counted = false;        // counted in queued_for_owner_ until released
+  bool session_present = true;  // kind broker_connected
+  TimePoint at{};               // when it happened: a device message's receipt, a link change
+};
+
+// A state change decided in this cycle, with what it came from.
+struct PendingWrite {
+  store::StateWrite write;
+  core::DeviceState before;
+  bool too_frequent = false;
+  std::optional<Event> source;  // the device's event (its reply, its retry)
+};
+
+// One cycle's writes: at most one per device, stored in one transaction.
+struct Batch {
+  std::vector<PendingWrite> writes;
+  std::unordered_map<DeviceId, std::size_t, core::DeviceIdHash> index;
+};
+
+// A device's mailbox while its first event waits to be stored again.
+struct Held {
+  std::deque<Event> events;
+  TimePoint not_before{};
+};
+
+// A device's coalesced last_seen and the attributes its heartbeats reported.
+struct PendingSeen {
+  TimePoint at{};
+  std::int64_t presence_session = -1;
+  std::optional<std::string> firmware_version;
+  std::optional<std::string> ip_address;
+  std::optional<core::Json> metadata;
+  void merge(PendingSeen&& later);
+};
+
+}  // namespace detail
+
 struct FleetOptions {
   core::DeadlinePolicy deadlines;
   core::Millis flush_interval{250};
@@ -99,7 +175,7 @@ struct FleetOptions {
 
 class Fleet {
  public:
-  Fleet(store::DeviceStore& store, Metrics& metrics, FleetOptions options, Clock clock);
+  Fleet(store::Store& store, Metrics& metrics, FleetOptions options, Clock clock);
   ~Fleet();
   Fleet(const Fleet&) = delete;
   Fleet& operator=(const Fleet&) = delete;
@@ -116,6 +192,12 @@ class Fleet {
   // leaving), so a slow shutdown never marks anyone offline.
   void begin_shutdown() { shutting_down_ = true; }
   void stop();  // drains, flushes, joins
+
+  // Without start(): one cycle of the owner, and one of the flusher, on the
+  // caller's thread at the clock's current time. The threads run exactly these
+  // in a loop; unit tests call them to step the fleet with a clock they set.
+  void run_owner_cycle();
+  void run_flush_cycle();
 
   // --- commands, from any transport ---
   Result<RegisteredDevice> register_device(const core::Registration& r, Transport transport);
@@ -159,43 +241,68 @@ class Fleet {
   void clear_acked(const DeviceId& id);
 
  private:
-  struct Event;
-  struct PendingWrite;
-  struct Batch;
+  using Event = detail::Event;
+  using PendingWrite = detail::PendingWrite;
+  using Batch = detail::Batch;
+  using Held = detail::Held;
+  using PendingSeen = detail::PendingSeen;
+  enum class InPlace { applied, queued, unknown };
 
+  // lifecycle (fleet.cpp)
   void post(Event event);
-  void owner_loop();
-  void flusher_loop();
-  void handle(Event& event, Batch& batch, TimePoint now);
-  void handle_heartbeat(Event& event, Batch& batch, TimePoint now);
+  void overlay_last_seen(core::DeviceRecord& record) const;
+
+  // device events (device_events.cpp)
   // The common case, on the caller's thread: a heartbeat that changes nothing
-  // stored is applied to the registry and coalesced at once. False when the
-  // owner must decide (a change to store, or an unknown device).
-  // A device with events waiting for the owner is never handled in place (that
-  // would reorder its messages): `from_owner` says the caller is the owner,
-  // otherwise a false return counts the event the caller is about to post.
-  bool heartbeat_in_place(const DeviceId& id, bool reports_error, Transport transport, TimePoint now,
-                          HeartbeatReply* reply, bool from_owner = false);
-  void owner_took(const DeviceId& id);
+  // stored is applied to the registry and coalesced at once (with the attributes
+  // of `h`, when given). `queued` when the owner must decide (a change to store)
+  // and the caller is about to post it; `from_owner` says the caller is the
+  // owner, handling the device's events in their order.
+  InPlace heartbeat_in_place(const DeviceId& id, const core::HeartbeatRequest* h, bool reports_error,
+                             Transport transport, TimePoint now, HeartbeatReply* reply, bool from_owner = false);
   void count_heartbeat(const DeviceId& id, Transport transport, const core::HeartbeatOutcome& decided);
+  void handle_heartbeat(Event& event, Batch& batch, TimePoint now);
   void handle_presence(Event& event, Batch& batch, TimePoint now);
-  void handle_patch(Event& event, TimePoint now);
-  void expire_due(Batch& batch, TimePoint now);
+
+  // the owner's cycle (owner_loop.cpp)
+  void owner_loop();
+  TimePoint next_wake(TimePoint now) const;
+  void handle(Event& event, Batch& batch, TimePoint now);
+  // A device whose earlier event waits for a retry: `event` joins its mailbox
+  // (true). Commits first when the batch holds a write for the device.
+  bool wait_behind_retry(Event& event);
+  // The event is done with (applied, refused, stored or given up): the device's
+  // later heartbeats may be applied in place again.
+  void release(Event& event);
   void add_write(Batch& batch, const DeviceId& id, const core::DeviceState& before, const core::Outcome& outcome,
                  Event* source);
   void commit(Batch& batch);
+  void retry_later(Event event, TimePoint now);
   void log_transition(const DeviceId& id, const core::Transition& t, TimePoint now);
   // When a device's event arrived (its `at`), or `now` when it carries none.
   static TimePoint received_time(const Event& event, TimePoint now);
-  void apply_counts(std::optional<core::Status> from, std::optional<core::Status> to);
-  void republish_outbox(bool everything);
+
+  // admin (admin.cpp)
+  void handle_patch(Event& event, TimePoint now);
+
+  // timeouts (timeouts.cpp)
   void watch(const DeviceId& id, const core::DeviceState& state);
+  void expire_due(Batch& batch, TimePoint now);
   // The broker link went down or came back (owner thread): deadlines of devices
   // heard over MQTT wait out the outage (core/deadlines).
   void link_changed(bool up, TimePoint at);
-  void overlay_last_seen(core::DeviceRecord& record) const;
 
-  store::DeviceStore& store_;
+  // outbox (outbox.cpp)
+  void publish(const store::StoredStatus& status);
+  void republish_outbox(bool everything);
+  void publish_refreshes(const Batch& batch);
+
+  // summary (summary.cpp)
+  void apply_counts(std::optional<core::Status> from, std::optional<core::Status> to);
+  void publish_summary_if_due(TimePoint now);
+  TimePoint summary_due() const;  // when the owner must wake for it
+
+  store::Store& store_;
   Metrics& metrics_;
   FleetOptions options_;
   Clock clock_;
@@ -204,36 +311,45 @@ class Fleet {
   std::mutex credentials_mutex_;
   std::unordered_map<DeviceId, store::StoredSecret, core::DeviceIdHash> credentials_;  // cache
 
-  mutable std::shared_mutex registry_mutex_;  // the owner and in-place heartbeats write; readers overlay
+  // The registry: written by the owner and by in-place heartbeats; readers overlay.
+  mutable std::shared_mutex registry_mutex_;
   std::unordered_map<DeviceId, core::DeviceState, core::DeviceIdHash> registry_;
-  // Devices with heartbeat/presence events queued for the owner, and how many.
+  // Devices with heartbeat/presence events in the owner's hands, and how many.
   std::unordered_map<DeviceId, int, core::DeviceIdHash> queued_for_owner_;
-  core::DeadlineQueue deadlines_;  // owner thread only
-  core::LogBudget transition_log_{20, std::chrono::seconds{1}};  // owner thread only
-  core::FleetCounts counts_;       // guarded by registry_mutex_
+  // Guarded by registry_mutex_ (a heartbeat records its last_seen under the
+  // lock it already holds, one global lock per heartbeat): what the flusher
+  // writes next, and devices whose status document is due a 30 s refresh.
+  std::unordered_map<DeviceId, PendingSeen, core::DeviceIdHash> pending_seen_;
+  std::unordered_set<DeviceId, core::DeviceIdHash> refresh_due_;
+  core::FleetCounts counts_;  // guarded by registry_mutex_
+
+  // Owner thread only.
+  core::DeadlineQueue deadlines_;
+  core::LogBudget transition_log_{20, std::chrono::seconds{1}};
+  std::unordered_map<DeviceId, store::StoredStatus, core::DeviceIdHash> status_docs_;  // as last published
+  std::unordered_map<DeviceId, Held, core::DeviceIdHash> held_;  // mailboxes waiting for a retry
+  std::deque<std::pair<TimePoint, DeviceId>> retry_order_;       // when each is due, oldest first
   bool counts_dirty_ = true;
   TimePoint last_summary_{};
+  TimePoint last_store_error_log_{};
 
+  // The owner's queue.
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;
   std::deque<Event> queue_;
-  std::deque<Event> retries_;  // owner thread only
   bool stopping_ = false;
   std::atomic<bool> shutting_down_{false};
 
+  // The flusher: acks under flush_mutex_, the rest it keeps across cycles.
   std::mutex flush_mutex_;
   std::condition_variable flush_cv_;
-  struct PendingSeen {
-    TimePoint at;
-    bool refresh = false;  // also republish the status document with this last_seen
-    std::int64_t presence_session = -1;
-  };
-  // Guarded by registry_mutex_, not flush_mutex_: a heartbeat records its
-  // last_seen under the lock it already holds, one global lock per heartbeat.
-  std::unordered_map<DeviceId, PendingSeen, core::DeviceIdHash> pending_seen_;
   std::vector<std::pair<DeviceId, std::int64_t>> pending_acks_;
   std::vector<DeviceId> pending_clear_acks_;
-  std::vector<std::pair<DeviceId, core::HeartbeatRequest>> pending_attributes_;
+  // Flusher only: what it took and has not yet written (a failed write keeps it).
+  std::unordered_map<DeviceId, PendingSeen, core::DeviceIdHash> unflushed_seen_;
+  std::vector<std::pair<DeviceId, std::int64_t>> unflushed_acks_;
+  std::vector<DeviceId> unflushed_clear_acks_;
+  TimePoint last_flush_error_log_{};
   bool flusher_stopping_ = false;
 
   std::thread owner_;

@@ -57,8 +57,8 @@ DeviceRecord to_record(const pqxx::row& row) {
   return r;
 }
 
-// Array literals: every element here is a uuid, boolean, integer or one of our
-// fixed status/reason words, so no quoting is needed.
+// Array literals. A uuid, boolean, integer or one of our fixed status/reason
+// words needs no quoting; free text (add_text) is quoted and escaped.
 class ArrayLiteral {
  public:
   void add(std::string_view element) {
@@ -68,6 +68,15 @@ class ArrayLiteral {
   void add(std::int64_t n) { add(std::string_view(std::to_string(n))); }
   void add_bool(bool b) { add(std::string_view(b ? "t" : "f")); }
   void add_null() { add(std::string_view("NULL")); }
+  void add_text(const std::optional<std::string>& value) {
+    if (!value) return add_null();
+    std::string quoted = "\"";
+    for (const char ch : *value) {
+      if (ch == '"' || ch == '\\') quoted += '\\';
+      quoted += ch;
+    }
+    add(std::string_view(quoted + "\""));
+  }
   std::string str() const { return text_ + "}"; }
 
  private:
@@ -142,19 +151,19 @@ void DeviceStore::prepare_statements(pqxx::connection& c) {
             " ON CONFLICT (device_id) DO UPDATE SET salt = excluded.salt, password_hash = excluded.password_hash,"
             " rotated_at = excluded.created_at");
   c.prepare("flush_last_seen",
-            "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bool[], $4::bigint[])"
-            "  AS u(id, ms, refresh, session)),"
-            " locked AS (SELECT d.id FROM devices d JOIN u ON d.id = u.id ORDER BY d.id FOR UPDATE OF d),"
-            " upd AS ("
+            "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],"
+            "  $6::text[]) AS u(id, ms, session, firmware_version, ip_address, metadata)),"
+            " locked AS (SELECT d.id FROM devices d JOIN u ON d.id = u.id ORDER BY d.id FOR UPDATE OF d)"
             " UPDATE devices d SET last_seen = GREATEST(d.last_seen, to_timestamp(u.ms / 1000.0)),"
-            "  presence_session = GREATEST(d.presence_session, u.session)"
+            "  presence_session = GREATEST(d.presence_session, u.session),"
+            "  firmware_version = COALESCE(u.firmware_version, d.firmware_version),"
+            "  ip_address = COALESCE(u.ip_address, d.ip_address),"
+            "  metadata = COALESCE(u.metadata::jsonb, d.metadata),"
+            "  updated_at = CASE WHEN u.firmware_version IS NULL AND u.ip_address IS NULL AND u.metadata IS NULL"
+            "   THEN d.updated_at ELSE GREATEST(d.updated_at, to_timestamp(u.ms / 1000.0)) END"
             " FROM u WHERE d.id = u.id AND d.id IN (SELECT id FROM locked)"
-            "  AND (d.last_seen < to_timestamp(u.ms / 1000.0) OR d.presence_session < u.session)"
-            " RETURNING d.id, d.name, d.device_type, d.hardware_id, d.status, u.ms,"
-            "  (extract(epoch from d.status_changed_at) * 1000)::bigint AS changed_ms, d.status_reason,"
-            "  d.status_seq, u.refresh)"
-            " SELECT id::text, name, device_type, hardware_id, status, ms, changed_ms, status_reason, status_seq"
-            " FROM upd WHERE refresh");
+            "  AND (d.last_seen < to_timestamp(u.ms / 1000.0) OR d.presence_session < u.session"
+            "   OR u.firmware_version IS NOT NULL OR u.ip_address IS NOT NULL OR u.metadata IS NOT NULL)");
   c.prepare("write_states",
             "WITH input AS ("
             " SELECT * FROM unnest($1::uuid[], $2::bool[], $3::bool[], $4::bool[], $5::text[], $6::bigint[],"
@@ -204,10 +213,6 @@ void DeviceStore::prepare_statements(pqxx::connection& c) {
   c.prepare("history",
             "SELECT from_status, to_status, reason, (extract(epoch from at) * 1000)::bigint"
             " FROM device_status_history WHERE device_id = $1::uuid ORDER BY at DESC, id DESC LIMIT $2");
-  c.prepare("heartbeat_attributes",
-            "UPDATE devices SET firmware_version = COALESCE($2, firmware_version),"
-            " ip_address = COALESCE($3, ip_address), metadata = COALESCE($4::jsonb, metadata),"
-            " updated_at = to_timestamp($5::bigint / 1000.0) WHERE id = $1::uuid");
 }
 
 namespace {
@@ -380,33 +385,20 @@ Result<std::vector<StoredStatus>> DeviceStore::write_states(const std::vector<St
   });
 }
 
-Result<std::vector<StoredStatus>> DeviceStore::flush_last_seen(const std::vector<SeenUpdate>& seen) {
-  if (seen.empty()) return std::vector<StoredStatus>{};
-  return guarded("flush_last_seen", [&](pqxx::connection& c) -> Result<std::vector<StoredStatus>> {
-    ArrayLiteral ids, ms, refresh, session;
+Result<core::Done> DeviceStore::flush_last_seen(const std::vector<SeenUpdate>& seen) {
+  if (seen.empty()) return core::Done{};
+  return guarded("flush_last_seen", [&](pqxx::connection& c) -> Result<core::Done> {
+    ArrayLiteral ids, ms, session, firmware, ip, metadata;
     for (const auto& s : seen) {
       ids.add(s.id.to_string());
       ms.add(to_ms(s.at));
-      refresh.add_bool(s.refresh);
       session.add(s.presence_session);
+      firmware.add_text(s.firmware_version);
+      ip.add_text(s.ip_address);
+      metadata.add_text(s.metadata ? std::optional<std::string>(s.metadata->dump()) : std::nullopt);
     }
     pqxx::work tx(c);
-    auto rows = tx.exec_prepared("flush_last_seen", ids.str(), ms.str(), refresh.str(), session.str());
-    tx.commit();
-    std::vector<StoredStatus> refreshed;
-    refreshed.reserve(rows.size());
-    for (const auto& row : rows) refreshed.push_back(to_stored_status(row));
-    return refreshed;
-  });
-}
-
-Result<core::Done> DeviceStore::update_heartbeat_attributes(const DeviceId& id, const core::HeartbeatRequest& h,
-                                                            TimePoint now) {
-  return guarded("heartbeat_attributes", [&](pqxx::connection& c) -> Result<core::Done> {
-    const auto metadata = json_text(h.metadata);
-    pqxx::work tx(c);
-    tx.exec_prepared("heartbeat_attributes", id.to_string(), opt(h.firmware_version), opt(h.ip_address),
-                     opt(metadata), to_ms(now));
+    tx.exec_prepared("flush_last_seen", ids.str(), ms.str(), session.str(), firmware.str(), ip.str(), metadata.str());
     tx.commit();
     return core::Done{};
   });
@@ -472,8 +464,10 @@ Result<std::size_t> DeviceStore::load_states(const std::function<void(const std:
   return guarded("load_states", [&](pqxx::connection& c) -> Result<std::size_t> {
     pqxx::work tx(c);
     tx.exec(
-        "DECLARE load_states NO SCROLL CURSOR FOR SELECT id::text, connected, reported_error, maintenance,"
-        " (extract(epoch from last_seen) * 1000)::bigint, offline_after, presence_session FROM devices");
+        "DECLARE load_states NO SCROLL CURSOR FOR SELECT id::text, name, device_type, hardware_id, status,"
+        " (extract(epoch from last_seen) * 1000)::bigint, (extract(epoch from status_changed_at) * 1000)::bigint,"
+        " status_reason, status_seq, connected, reported_error, maintenance, offline_after, presence_session"
+        " FROM devices");
     std::size_t total = 0;
     while (true) {
       auto rows = tx.exec("FETCH 50000 FROM load_states");
@@ -482,13 +476,14 @@ Result<std::size_t> DeviceStore::load_states(const std::function<void(const std:
       devices.reserve(rows.size());
       for (const auto& row : rows) {
         LoadedDevice d;
-        d.id = *core::parse_device_id(row[0].c_str());
-        d.state.connected = row[1].as<bool>();
-        d.state.reported_error = row[2].as<bool>();
-        d.state.maintenance = row[3].as<bool>();
-        d.state.last_seen = from_ms(row[4].as<std::int64_t>());
-        if (!row[5].is_null()) d.state.offline_after = core::Seconds{row[5].as<std::int64_t>()};
-        d.state.presence_session = row[6].as<std::int64_t>();
+        d.status = to_stored_status(row);
+        d.id = d.status.document.device_id;
+        d.state.connected = row[9].as<bool>();
+        d.state.reported_error = row[10].as<bool>();
+        d.state.maintenance = row[11].as<bool>();
+        d.state.last_seen = d.status.document.last_seen;
+        if (!row[12].is_null()) d.state.offline_after = core::Seconds{row[12].as<std::int64_t>()};
+        d.state.presence_session = row[13].as<std::int64_t>();
         devices.push_back(d);
       }
       total += devices.size();

@@ -141,6 +141,25 @@ def test_heartbeat_attributes_update_the_record(start_service):
     assert record["ip_address"] == "fe80::1" and record["metadata"] == {"uptime": 5}
 
 
+def test_heartbeat_attributes_with_hostile_text_are_stored_exactly(start_service):
+    """Test whether heartbeat attributes holding quotes, backslashes, braces, commas and the word NULL are
+    stored exactly as sent (they travel in one batched statement with other devices' rows), and whether a
+    device's attributes never land on another device flushed with it."""
+    svc = start_service()
+    a = svc.post("/devices/register", json={**GUIDE_BODY, "hardware_id": "hostile-a"}).json()
+    b = svc.post("/devices/register", json={**GUIDE_BODY, "hardware_id": "hostile-b", "firmware_version": "b-1"}).json()
+    firmware = 'v1 "beta" \\ {x,y} \'; DROP TABLE devices; --'
+    metadata = {"note": 'a"b\\c,{}', "NULL": None, "nested": {"list": [1, "two", {"3": "}"}]}, "emoji": "\u2603"}
+    svc.post("/devices/heartbeat", json={"device_id": a["id"], "firmware_version": firmware, "metadata": metadata})
+    svc.post("/devices/heartbeat", json={"device_id": b["id"], "firmware_version": "NULL"})
+    got_a = wait_until(lambda: (lambda d: d if d["firmware_version"] == firmware else None)(
+        svc.get(f"/devices/{a['id']}").json()), timeout=5)
+    assert got_a["metadata"] == metadata
+    got_b = wait_until(lambda: (lambda d: d if d["firmware_version"] == "NULL" else None)(
+        svc.get(f"/devices/{b['id']}").json()), timeout=5)
+    assert got_b["metadata"] == GUIDE_BODY.get("metadata")
+
+
 def test_list_filters_and_paging(start_service):
     """Test whether GET /devices filters by status, device_type and hardware_id, and pages with limit/offset."""
     svc = start_service()

@@ -1,0 +1,254 @@
+// The owner thread: its cycle, each device's ordered mailbox (retries included),
+// and the batch of state changes it stores in one transaction per cycle before
+// anything of it is published or answered.
+#include "service/fleet.hpp"
+
+#include <algorithm>
+
+#include "service/log.hpp"
+
+namespace maestra::service {
+
+using core::Error;
+using core::ErrorKind;
+
+namespace {
+constexpr int max_retry_attempts = 120;  // stores of one event that failed (database down): two minutes
+constexpr core::Millis retry_delay{1000};
+
+// At most one line a minute for a failure that repeats every cycle.
+bool once_a_minute(TimePoint& last, TimePoint now) {
+  if (last != TimePoint{} && now - last < std::chrono::seconds{60}) return false;
+  last = now;
+  return true;
+}
+}  // namespace
+
+void Fleet::owner_loop() {
+  while (true) {
+    {
+      std::unique_lock lock(queue_mutex_);
+      const TimePoint now = clock_();
+      const TimePoint wake = next_wake(now);
+      // A relative wait: a step of the wall clock cannot stall the owner.
+      if (queue_.empty() && !stopping_ && wake > now) queue_cv_.wait_for(lock, wake - now);
+      if (stopping_ && queue_.empty()) break;
+    }
+    run_owner_cycle();
+  }
+}
+
+TimePoint Fleet::next_wake(TimePoint now) const {
+  auto wake = now + std::chrono::seconds{1};
+  if (auto next = deadlines_.next_deadline()) wake = std::min(wake, *next);
+  if (!retry_order_.empty()) wake = std::min(wake, retry_order_.front().first);
+  return std::min(wake, summary_due());
+}
+
+void Fleet::run_owner_cycle() {
+  const TimePoint now = clock_();
+  std::deque<Event> events;
+  // Mailboxes whose retry is due come first: their events are older than
+  // anything queued since.
+  while (!retry_order_.empty() && retry_order_.front().first <= now) {
+    const DeviceId id = retry_order_.front().second;
+    retry_order_.pop_front();
+    auto it = held_.find(id);
+    if (it == held_.end() || it->second.not_before > now) continue;  // gone, or failed again since
+    for (auto& e : it->second.events) events.push_back(std::move(e));
+    held_.erase(it);
+  }
+  {
+    std::lock_guard lock(queue_mutex_);
+    for (auto& e : queue_) events.push_back(std::move(e));
+    queue_.clear();
+  }
+  Batch batch;
+  for (auto& event : events) handle(event, batch, now);
+  expire_due(batch, now);
+  commit(batch);
+  publish_refreshes(batch);
+  if (const auto held = transition_log_.close_window(now))
+    log_info("status_changes_not_logged", {{"count", std::to_string(held)},
+                                           {"note", "at most 20 status changes are logged a second"}});
+  publish_summary_if_due(now);
+}
+
+void Fleet::handle(Event& event, Batch& batch, TimePoint now) {
+  switch (event.kind) {
+    case Event::Kind::heartbeat:
+      handle_heartbeat(event, batch, now);
+      break;
+    case Event::Kind::presence:
+      handle_presence(event, batch, now);
+      break;
+    case Event::Kind::patch:
+      commit(batch);  // keep order: everything before the patch is stored first
+      handle_patch(event, now);
+      break;
+    case Event::Kind::registered: {
+      std::unique_lock lock(registry_mutex_);
+      auto [it, inserted] = registry_.try_emplace(event.id, event.registered_state);
+      if (inserted) apply_counts(std::nullopt, core::Status::online);
+      lock.unlock();
+      if (inserted) {
+        watch(event.id, event.registered_state);
+        ++metrics_.transitions[static_cast<std::size_t>(core::Reason::registered)];
+        publish(event.registered_status);
+      }
+      break;
+    }
+    case Event::Kind::removed: {
+      commit(batch);
+      std::unique_lock lock(registry_mutex_);
+      if (auto it = registry_.find(event.id); it != registry_.end()) {
+        apply_counts(it->second.status(), std::nullopt);
+        registry_.erase(it);
+      }
+      queued_for_owner_.erase(event.id);
+      pending_seen_.erase(event.id);
+      refresh_due_.erase(event.id);
+      lock.unlock();
+      status_docs_.erase(event.id);
+      if (auto held = held_.find(event.id); held != held_.end()) {
+        for (auto& e : held->second.events)
+          if (e.heartbeat_reply)
+            e.heartbeat_reply->set_value(Error{ErrorKind::not_found, "device_id", "no device with id " + event.id.to_string()});
+        held_.erase(held);
+      }
+      if (publisher_) publisher_->clear_device(event.id);
+      break;
+    }
+    case Event::Kind::broker_connected:
+      commit(batch);
+      link_changed(true, event.at);
+      republish_outbox(!event.session_present);
+      counts_dirty_ = true;
+      last_summary_ = TimePoint{};
+      break;
+    case Event::Kind::broker_disconnected:
+      link_changed(false, event.at);
+      break;
+  }
+}
+
+bool Fleet::wait_behind_retry(Event& event) {
+  auto it = held_.find(event.id);
+  if (it == held_.end()) return false;
+  it->second.events.push_back(std::move(event));
+  return true;
+}
+
+void Fleet::release(Event& event) {
+  if (!event.counted) return;
+  event.counted = false;
+  std::lock_guard lock(registry_mutex_);
+  if (auto it = queued_for_owner_.find(event.id); it != queued_for_owner_.end() && --it->second <= 0)
+    queued_for_owner_.erase(it);
+}
+
+void Fleet::retry_later(Event event, TimePoint now) {
+  ++event.attempts;
+  auto& held = held_[event.id];
+  held.not_before = now + retry_delay;
+  retry_order_.emplace_back(held.not_before, event.id);
+  held.events.push_front(std::move(event));  // older than anything that waits behind it
+}
+
+void Fleet::add_write(Batch& batch, const DeviceId& id, const core::DeviceState& before, const core::Outcome& outcome,
+                      Event* source) {
+  PendingWrite w;
+  w.write = store::StateWrite{id, outcome.next, outcome.transition};
+  w.before = before;
+  if (source) w.source = std::move(*source);
+  batch.index[id] = batch.writes.size();
+  batch.writes.push_back(std::move(w));
+}
+
+void Fleet::commit(Batch& batch) {
+  if (batch.writes.empty()) return;
+  std::vector<store::StateWrite> writes;
+  writes.reserve(batch.writes.size());
+  for (const auto& w : batch.writes) writes.push_back(w.write);
+  auto stored = store_.write_states(writes);
+  const TimePoint now = clock_();
+  if (stored) {
+    ++metrics_.transition_batches;
+    {
+      std::unique_lock lock(registry_mutex_);
+      for (auto& w : batch.writes) {
+        if (w.write.transition && registry_.count(w.write.id))
+          apply_counts(w.write.transition->from, w.write.transition->to);
+        if (w.source && w.source->counted) {
+          w.source->counted = false;
+          if (auto it = queued_for_owner_.find(w.write.id); it != queued_for_owner_.end() && --it->second <= 0)
+            queued_for_owner_.erase(it);
+        }
+      }
+    }
+    for (const auto& s : stored.value()) {
+      ++metrics_.transitions[static_cast<std::size_t>(s.document.reason)];
+      publish(s);
+    }
+    for (const auto& w : batch.writes)
+      if (w.write.transition) log_transition(w.write.id, *w.write.transition, now);
+    for (auto& w : batch.writes)
+      if (w.source && w.source->heartbeat_reply)
+        w.source->heartbeat_reply->set_value(
+            HeartbeatReply{w.write.id, w.write.state.status(), w.write.state.last_seen, w.too_frequent});
+  } else {
+    ++metrics_.database_errors;
+    if (once_a_minute(last_store_error_log_, now))
+      log_error("transitions_not_stored",
+                {{"devices", std::to_string(batch.writes.size())}, {"error", stored.error().detail}});
+    {
+      // The registry goes back to what is stored.
+      std::unique_lock lock(registry_mutex_);
+      for (auto& w : batch.writes) {
+        if (auto it = registry_.find(w.write.id); it != registry_.end()) {
+          it->second.connected = w.before.connected;
+          it->second.reported_error = w.before.reported_error;
+          it->second.maintenance = w.before.maintenance;
+          if (w.before.connected) deadlines_.push(now + retry_delay, w.write.id);
+        }
+      }
+    }
+    for (auto& w : batch.writes) {
+      if (!w.source) continue;  // a timeout: its deadline comes round again
+      Event& source = *w.source;
+      if (source.heartbeat_reply) {
+        // HTTP: the caller is told, and may send it again.
+        source.heartbeat_reply->set_value(Error{ErrorKind::unavailable, "", "the database is unavailable"});
+        release(source);
+      } else if (source.attempts + 1 < max_retry_attempts) {
+        retry_later(std::move(source), now);
+      } else {
+        log_error("device_event_dropped", {{"device_id", w.write.id.to_string()},
+                                           {"attempts", std::to_string(source.attempts + 1)},
+                                           {"error", stored.error().detail}});
+        release(source);
+      }
+    }
+  }
+  batch.writes.clear();
+  batch.index.clear();
+}
+
+TimePoint Fleet::received_time(const Event& event, TimePoint now) {
+  return event.at != TimePoint{} && event.at < now ? event.at : now;
+}
+
+void Fleet::log_transition(const DeviceId& id, const core::Transition& t, TimePoint now) {
+  // Owner thread only. "Why did this device go offline" is answered by grep.
+  const auto budget = transition_log_.take(now);
+  if (budget.held_back)
+    log_info("status_changes_not_logged", {{"count", std::to_string(budget.held_back)},
+                                           {"note", "at most 20 status changes are logged a second"}});
+  if (!budget.write) return;
+  log_info("status_changed", {{"device", id.to_string()},
+                              {"from", t.from ? std::string(core::to_string(*t.from)) : std::string("none")},
+                              {"to", std::string(core::to_string(t.to))},
+                              {"reason", std::string(core::to_string(t.reason))}});
+}
+
+}  // namespace maestra::service

@@ -1,0 +1,340 @@
+// Tests of the fleet owner (src/service) without Postgres or a broker: an
+// in-memory store (memory_store.hpp), a publisher that records, and a clock the
+// test sets. The owner and flusher cycles are stepped by the test
+// (run_owner_cycle / run_flush_cycle), so every case is deterministic: each
+// device's order under retries, one transaction per cycle, restart grace,
+// timeouts during broker outages, the outbox, and the coalesced flush.
+#include "unit_test.hpp"
+
+#include "memory_store.hpp"
+#include "service/fleet.hpp"
+
+using namespace maestra;
+using namespace maestra::core;
+using namespace maestra::core::unit;
+using maestra::service::Fleet;
+using maestra::service::Transport;
+using maestra::unit::MemoryStore;
+
+namespace {
+
+class RecordingPublisher final : public service::StatusPublisher {
+ public:
+  std::vector<store::StoredStatus> statuses;
+  std::vector<DeviceId> cleared;
+  int summaries = 0;
+  void publish_status(const store::StoredStatus& s) override { statuses.push_back(s); }
+  void clear_device(const DeviceId& id) override { cleared.push_back(id); }
+  void publish_summary(const FleetCounts&, TimePoint) override { ++summaries; }
+  std::vector<store::StoredStatus> of(const DeviceId& id) const {
+    std::vector<store::StoredStatus> out;
+    for (const auto& s : statuses)
+      if (s.document.device_id == id) out.push_back(s);
+    return out;
+  }
+};
+
+struct World {
+  MemoryStore store;
+  service::Metrics metrics;
+  RecordingPublisher publisher;
+  TimePoint now = t0;
+  Fleet fleet;
+
+  explicit World(Seconds offline_after = Seconds{300}, TimePoint watch_started = t0)
+      : fleet(store, metrics, options(offline_after, watch_started), [this] { return now; }) {
+    fleet.set_publisher(&publisher);
+  }
+  static service::FleetOptions options(Seconds offline_after, TimePoint watch_started) {
+    service::FleetOptions o;
+    o.deadlines.default_offline_after = offline_after;
+    o.deadlines.watch_started = watch_started;
+    return o;
+  }
+  DeviceId add(const std::string& hardware_id, Transport transport = Transport::mqtt,
+               std::optional<Seconds> offline_after = std::nullopt) {
+    Registration r;
+    r.name = "device " + hardware_id;
+    r.device_type = "sensor";
+    r.hardware_id = hardware_id;
+    r.offline_after = offline_after;
+    auto registered = fleet.register_device(r, transport);
+    REQUIRE(registered);
+    fleet.run_owner_cycle();
+    return registered->record.id;
+  }
+  void at(Millis since_t0) { now = t0 + since_t0; }
+  void cycle() { fleet.run_owner_cycle(); }
+  Status status(const DeviceId& id) const { return store.row(id).state.status(); }
+  // The history as "to/reason" words, oldest first.
+  std::vector<std::string> history(const DeviceId& id) const {
+    std::vector<std::string> out;
+    for (const auto& h : store.all_history(id)) out.push_back(std::string(to_string(h.to)) + "/" + h.reason);
+    return out;
+  }
+};
+
+const PresenceSignal will{PresenceKind::will, std::nullopt};
+HeartbeatRequest plain_heartbeat() { return HeartbeatRequest{}; }
+HeartbeatRequest error_heartbeat() {
+  HeartbeatRequest h;
+  h.reports_error = true;
+  return h;
+}
+
+}  // namespace
+
+TEST_SUITE("fleet") {
+
+TEST_CASE("a will the database could not take keeps its place: the device's later heartbeat is applied after it") {
+  World w;
+  const auto d = w.add("hw-1");
+  w.store.down = true;
+  w.at(1000ms);
+  w.fleet.presence_async(d, will);
+  w.cycle();  // the store refuses: the will waits for a retry
+  CHECK(w.status(d) == Status::online);
+  w.store.down = false;
+  w.at(1200ms);
+  w.fleet.heartbeat_async(d, plain_heartbeat());  // sent after the will
+  w.cycle();                                      // the retry is not due: the heartbeat waits behind the will
+  CHECK(w.history(d) == std::vector<std::string>{"online/registered"});
+  w.at(2000ms);
+  w.cycle();
+  // Applied in the device's order: offline by its will, online by its heartbeat.
+  CHECK(w.history(d) == std::vector<std::string>{"online/registered", "offline/will", "online/heartbeat"});
+  CHECK(w.status(d) == Status::online);
+  const auto history = w.store.all_history(d);
+  CHECK(history[1].at == t0 + 1000ms);  // at arrival, not at the retry
+  CHECK(history[2].at == t0 + 1200ms);
+  CHECK(w.publisher.of(d).back().document.status == Status::online);
+}
+
+TEST_CASE("an error heartbeat that waits for a retry is not overtaken by a plain heartbeat sent after it") {
+  World w;
+  const auto d = w.add("hw-1");
+  w.store.down = true;
+  w.at(20s);
+  w.fleet.heartbeat_async(d, error_heartbeat());
+  w.cycle();
+  w.store.down = false;
+  w.at(20500ms);  // before the retry is due
+  w.fleet.heartbeat_async(d, plain_heartbeat());
+  w.cycle();
+  w.at(21s);
+  w.cycle();
+  CHECK(w.history(d) == std::vector<std::string>{"online/registered", "error/reported_error", "online/heartbeat"});
+  CHECK(w.status(d) == Status::online);
+}
+
+TEST_CASE("an HTTP heartbeat is answered 503 when its change cannot be stored, and not retried") {
+  World w;
+  const auto d = w.add("hw-1", Transport::http);
+  w.fleet.start();  // heartbeat() waits for the owner's answer
+  w.store.down = true;
+  HeartbeatRequest h = error_heartbeat();
+  h.device_id = d;
+  auto reply = w.fleet.heartbeat(h, Transport::http);
+  w.fleet.stop();
+  REQUIRE_FALSE(reply);
+  CHECK(reply.error().kind == ErrorKind::unavailable);
+  w.store.down = false;
+  CHECK(w.history(d) == std::vector<std::string>{"online/registered"});
+}
+
+TEST_CASE("a mailbox that waits for a retry holds only its own device: others go on") {
+  World w;
+  const auto a = w.add("hw-a");
+  const auto b = w.add("hw-b");
+  w.store.down = true;
+  w.at(1s);
+  w.fleet.presence_async(a, will);
+  w.cycle();
+  w.store.down = false;
+  w.at(1100ms);
+  w.fleet.presence_async(b, will);
+  w.cycle();
+  CHECK(w.status(b) == Status::offline);
+  CHECK(w.status(a) == Status::online);  // not yet: its retry is due at 2 s
+  w.at(2s);
+  w.cycle();
+  CHECK(w.status(a) == Status::offline);
+}
+
+TEST_CASE("the changes of one cycle are stored in one transaction and published after it") {
+  World w;
+  std::vector<DeviceId> ids;
+  for (int i = 0; i < 50; ++i) ids.push_back(w.add("hw-" + std::to_string(i)));
+  const int before = w.store.write_states_calls;
+  const auto published = w.publisher.statuses.size();
+  w.at(5s);
+  for (const auto& id : ids) w.fleet.presence_async(id, will);
+  w.cycle();
+  CHECK(w.store.write_states_calls == before + 1);
+  CHECK(w.store.write_sizes.back() == 50);
+  CHECK(w.publisher.statuses.size() == published + 50);
+  for (const auto& id : ids) CHECK(w.status(id) == Status::offline);
+  CHECK(w.fleet.counts().by_status[static_cast<std::size_t>(Status::offline)] == 50);
+}
+
+TEST_CASE("nothing is published that is not stored") {
+  World w;
+  const auto d = w.add("hw-1");
+  const auto published = w.publisher.statuses.size();
+  w.store.down = true;
+  w.at(1s);
+  w.fleet.presence_async(d, will);
+  w.cycle();
+  CHECK(w.publisher.statuses.size() == published);
+  CHECK(w.fleet.counts().by_status[static_cast<std::size_t>(Status::online)] == 1);
+}
+
+TEST_CASE("restart grace: a device silent since before the restart gets one full window, then reason restart") {
+  World w(Seconds{60}, t0);
+  auto stale = register_device(t0 - std::chrono::hours{1}, std::nullopt).next;
+  const auto quiet = w.store.add_device("hw-quiet", stale, t0 - std::chrono::hours{2});
+  const auto heard = w.store.add_device("hw-heard", stale, t0 - std::chrono::hours{2});
+  REQUIRE(w.fleet.load());
+  w.at(30s);
+  w.fleet.heartbeat_async(heard, plain_heartbeat());
+  w.at(59s);
+  w.cycle();
+  CHECK(w.status(quiet) == Status::online);
+  w.at(60s);
+  w.cycle();
+  CHECK(w.status(quiet) == Status::offline);
+  CHECK(w.store.row(quiet).reason == Reason::restart);
+  CHECK(w.status(heard) == Status::online);
+  w.at(90s);
+  w.cycle();
+  CHECK(w.status(heard) == Status::offline);
+  CHECK(w.store.row(heard).reason == Reason::timeout);
+}
+
+TEST_CASE("no device heard over MQTT times out while the broker link is down; its deadline moves by the outage") {
+  World w(Seconds{10});
+  const auto mqtt = w.add("hw-mqtt", Transport::mqtt);
+  const auto http = w.add("hw-http", Transport::http);
+  w.at(5s);
+  w.fleet.broker_disconnected();
+  w.cycle();
+  w.at(30s);
+  w.cycle();
+  CHECK(w.status(mqtt) == Status::online);
+  CHECK(w.status(http) == Status::offline);  // its heartbeats do not need the broker
+  w.at(31s);
+  w.fleet.broker_connected(true);
+  w.cycle();
+  w.at(35900ms);  // 10 s after its last sign of life, plus the 26 s outage
+  w.cycle();
+  CHECK(w.status(mqtt) == Status::online);
+  w.at(36s);
+  w.cycle();
+  CHECK(w.status(mqtt) == Status::offline);
+  CHECK(w.store.row(mqtt).reason == Reason::timeout);
+}
+
+TEST_CASE("outbox: the broker's ack is recorded; a session kept gets what is owed, a session lost gets everything") {
+  World w;
+  const auto a = w.add("hw-a");
+  const auto b = w.add("hw-b");
+  w.fleet.status_acked(a, 1);
+  w.fleet.run_flush_cycle();
+  CHECK(w.store.row(a).published_seq == 1);
+  CHECK(w.store.row(b).published_seq == 0);
+  w.publisher.statuses.clear();
+  w.fleet.broker_connected(true);
+  w.cycle();
+  REQUIRE(w.publisher.statuses.size() == 1);  // only b's was not acknowledged
+  CHECK(w.publisher.statuses[0].document.device_id == b);
+  w.publisher.statuses.clear();
+  w.fleet.broker_connected(false);
+  w.cycle();
+  CHECK(w.publisher.statuses.size() == 2);
+}
+
+TEST_CASE("a deleted device's retained topics are cleared, and the clear is recorded when acknowledged") {
+  World w;
+  const auto d = w.add("hw-1");
+  REQUIRE(w.fleet.remove(d));
+  w.cycle();
+  CHECK(w.publisher.cleared == std::vector<DeviceId>{d});
+  CHECK(w.fleet.size() == 0);
+  CHECK(w.store.pending_clears(10).value().size() == 1);
+  w.fleet.clear_acked(d);
+  w.fleet.run_flush_cycle();
+  CHECK(w.store.pending_clears(10).value().empty());
+}
+
+TEST_CASE("heartbeats are coalesced: last_seen and attributes in one flush, the latest of each winning") {
+  World w;
+  const auto d = w.add("hw-1");
+  HeartbeatRequest first;
+  first.firmware_version = "1.0.0";
+  first.ip_address = "10.0.0.7";
+  w.at(15s);
+  w.fleet.heartbeat_async(d, first);
+  HeartbeatRequest second;
+  second.firmware_version = "1.0.1";
+  w.at(28s);
+  w.fleet.heartbeat_async(d, second);
+  const int writes = w.store.write_states_calls;
+  CHECK(w.store.row(d).state.last_seen == t0);  // not yet flushed
+  w.fleet.run_flush_cycle();
+  CHECK(w.store.flush_calls == 1);
+  CHECK(w.store.write_states_calls == writes);  // no transaction of their own
+  const auto row = w.store.row(d);
+  CHECK(row.state.last_seen == t0 + 28s);
+  CHECK(row.record.firmware_version == std::optional<std::string>("1.0.1"));
+  CHECK(row.record.ip_address == std::optional<std::string>("10.0.0.7"));
+}
+
+TEST_CASE("a flush the database refused is kept and written with the next one") {
+  World w;
+  const auto d = w.add("hw-1");
+  w.store.down = true;
+  w.at(15s);
+  w.fleet.heartbeat_async(d, plain_heartbeat());
+  w.fleet.run_flush_cycle();
+  w.store.down = false;
+  w.fleet.run_flush_cycle();
+  CHECK(w.store.row(d).state.last_seen == t0 + 15s);
+}
+
+TEST_CASE("the 30-second refresh of a live device's document comes from memory, with its fresh last_seen") {
+  World w;
+  const auto d = w.add("hw-1");
+  w.at(31s);
+  w.fleet.heartbeat_async(d, plain_heartbeat());
+  w.store.down = true;  // served without the database
+  const auto published = w.publisher.statuses.size();
+  w.cycle();
+  REQUIRE(w.publisher.statuses.size() == published + 1);
+  const auto& doc = w.publisher.statuses.back().document;
+  CHECK(doc.status == Status::online);
+  CHECK(doc.last_seen == t0 + 31s);
+  CHECK(doc.changed_at == t0);
+  CHECK(doc.name == "device hw-1");
+  w.at(45s);  // within 30 s of the last refresh: none
+  w.fleet.heartbeat_async(d, plain_heartbeat());
+  w.cycle();
+  CHECK(w.publisher.statuses.size() == published + 1);
+}
+
+TEST_CASE("events of a device deleted while they waited for a retry are dropped") {
+  World w;
+  const auto d = w.add("hw-1");
+  w.store.down = true;
+  w.at(1s);
+  w.fleet.presence_async(d, will);
+  w.cycle();
+  w.store.down = false;
+  REQUIRE(w.fleet.remove(d));
+  w.cycle();
+  w.at(3s);
+  w.cycle();
+  CHECK_FALSE(w.store.exists(d));
+  CHECK(w.fleet.size() == 0);
+}
+
+}  // TEST_SUITE
