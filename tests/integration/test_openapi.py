@@ -503,8 +503,8 @@ def test_every_documented_route_is_served(service):
 
 def test_real_responses_match_the_documented_schemas(service):
     """Test whether real answers of every documented operation, success and each
-    error a plain service can be made to give (400, 404, 409, 413, 422), are valid
-    against the documented response schemas."""
+    error a plain service can be made to give (400, 403, 404, 409, 413, 422), are
+    valid against the documented response schemas."""
     responses = Responses()
     check = responses.check
     r = register(service, firmware_version="1.0.0", ip_address="192.168.1.100",
@@ -583,6 +583,12 @@ def test_real_responses_match_the_documented_schemas(service):
     check(service.get("/openapi.json"), "/openapi.json", "get", 200)
     assert "<html" in check(service.get("/"), "/", "get", 200).lower()
 
+    # The text rule of every route: a query parameter (or path) that is not valid
+    # UTF-8 is 400 bad_request naming it, before anything else happens.
+    for path, method, _ in operations():
+        bad = check(service.request(method.upper(), concrete_path(path, device, "x") + "?openapi=%FF"), path, method, 400)
+        assert (bad["error"], bad["field"]) == ("bad_request", "openapi"), (method, path, bad)
+    check(service.delete("/hardware/%FF/block"), "/hardware/{hardware_id}/block", "delete", 400)
     check(service.delete("/devices/not-a-uuid"), "/devices/{id}", "delete", 400)
     check(service.delete(f"/devices/{device}"), "/devices/{id}", "delete", 204)
     check(service.delete(f"/devices/{device}"), "/devices/{id}", "delete", 404)
