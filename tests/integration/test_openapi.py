@@ -37,6 +37,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import requests
 from jsonschema import Draft4Validator, Draft202012Validator, FormatChecker
 
 from harness import REPO, fleet_manager_binary, wait_until
@@ -404,7 +405,7 @@ def test_every_schema_is_valid_json_schema_and_every_example_matches_it():
     """Test whether each converted schema of the document is a valid JSON Schema
     2020-12 (jsonschema's metaschema check) and each example in the document (media
     types, parameters, schemas) is valid against its schema."""
-    for name, schema in ROOT["components"]["schemas"].items():
+    for schema in ROOT["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)
     assert len(CONVERTED.examples) >= 20, f"too few examples found: {len(CONVERTED.examples)}"
     failures = []
@@ -606,6 +607,14 @@ def test_unavailable_and_standby_answers_match_the_document(start_service):
     active = start_service()
     standby = start_service(database_url=active.database_url, wait=False)
     wait_until(lambda: "standby" in standby.log_text(), timeout=15, message=standby.log_tail)
+
+    def answers_health() -> bool:
+        try:
+            return standby.get("/health").status_code == 503
+        except requests.ConnectionError:  # not listening yet
+            return False
+
+    wait_until(answers_health, timeout=15, message=standby.log_tail)
     health = responses.check(standby.get("/health"), "/health", "get", 503)
     assert health["status"] == "standby"
     responses.check(standby.get("/devices"), "/devices", "get", 503)
