@@ -12,6 +12,7 @@ MAESTRA_DEBIAN_PACKAGES="build-essential cmake pkg-config
   nlohmann-json3-dev doctest-dev libssl-dev
   postgresql postgresql-contrib mosquitto mosquitto-clients
   python3 python3-pytest python3-requests python3-paho-mqtt
+  python3-jsonschema openapi-specification
   wrk curl jq nodejs npm chromium gnuplot docker-compose python3-yaml
   clang libclang-rt-dev llvm"
 
