@@ -173,6 +173,11 @@ void Fleet::handle_presence(Event& event, Batch& batch, TimePoint now) {
     commit(batch);
     if (wait_behind_retry(event)) return;
   }
+  if (event.presence.kind == core::PresenceKind::will && !event.gate_passed) {
+    // A will in a burst, or right after a reconnect, may be the broker going away.
+    if (auto until = will_gate_.on_will(received_time(event, now))) return hold_will(std::move(event), *until);
+    event.gate_passed = true;  // a retry does not ask again
+  }
   std::unique_lock lock(registry_mutex_);
   auto it = registry_.find(event.id);
   if (it == registry_.end()) {

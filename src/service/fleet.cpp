@@ -7,7 +7,7 @@
 namespace maestra::service {
 
 Fleet::Fleet(store::Store& store, Metrics& metrics, FleetOptions options, Clock clock)
-    : store_(store), metrics_(metrics), options_(options), clock_(std::move(clock)) {}
+    : store_(store), metrics_(metrics), options_(options), clock_(std::move(clock)), will_gate_(options.will_gate) {}
 
 Fleet::~Fleet() { stop(); }
 

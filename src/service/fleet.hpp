@@ -41,6 +41,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <queue>
 #include <shared_mutex>
 #include <thread>
 #include <unordered_map>
@@ -51,6 +52,7 @@
 #include "core/heartbeat.hpp"
 #include "core/log_budget.hpp"
 #include "core/presence.hpp"
+#include "core/will_gate.hpp"
 #include "service/metrics.hpp"
 #include "store/store.hpp"
 
@@ -129,6 +131,7 @@ struct Event {
   core::DeviceState registered_state{};
   store::StoredStatus registered_status{};
   int attempts = 0;            // stores that failed (database down)
+  bool gate_passed = false;    // a will the will gate held and then let through
   bool counted = false;        // counted in queued_for_owner_ until released
   bool session_present = true;  // kind broker_connected
   TimePoint at{};               // when it happened: a device message's receipt, a link change
@@ -148,10 +151,12 @@ struct Batch {
   std::unordered_map<DeviceId, std::size_t, core::DeviceIdHash> index;
 };
 
-// A device's mailbox while its first event waits to be stored again.
+// A device's mailbox while its first event waits: to be stored again (the
+// database was down), or, a will, for the will gate's verdict.
 struct Held {
   std::deque<Event> events;
   TimePoint not_before{};
+  bool will_held = false;  // the first event is a will the will gate holds
 };
 
 // A device's coalesced last_seen and the attributes its heartbeats reported.
@@ -168,6 +173,7 @@ struct PendingSeen {
 
 struct FleetOptions {
   core::DeadlinePolicy deadlines;
+  core::WillGateOptions will_gate;
   core::Millis flush_interval{250};
   std::chrono::milliseconds reply_timeout{10000};
   std::string provisioning_key;
@@ -278,6 +284,11 @@ class Fleet {
                  Event* source);
   void commit(Batch& batch);
   void retry_later(Event event, TimePoint now);
+  // The will gate holds this will until `until`; the device's later events wait behind it.
+  void hold_will(Event event, TimePoint until);
+  // Counts and logs wills discarded as the broker went away; their devices
+  // keep their status and get a full window from the broker's return.
+  void wills_discarded(std::size_t count, const char* why);
   void log_transition(const DeviceId& id, const core::Transition& t, TimePoint now);
   // When a device's event arrived (its `at`), or `now` when it carries none.
   static TimePoint received_time(const Event& event, TimePoint now);
@@ -327,8 +338,15 @@ class Fleet {
   core::DeadlineQueue deadlines_;
   core::LogBudget transition_log_{20, std::chrono::seconds{1}};
   std::unordered_map<DeviceId, store::StoredStatus, core::DeviceIdHash> status_docs_;  // as last published
-  std::unordered_map<DeviceId, Held, core::DeviceIdHash> held_;  // mailboxes waiting for a retry
-  std::deque<std::pair<TimePoint, DeviceId>> retry_order_;       // when each is due, oldest first
+  std::unordered_map<DeviceId, Held, core::DeviceIdHash> held_;  // mailboxes waiting (retry, will gate)
+  using Due = std::pair<TimePoint, DeviceId>;
+  std::priority_queue<Due, std::vector<Due>, std::greater<>> held_due_;  // when each is due, soonest first
+  core::WillGate will_gate_;
+  bool link_was_up_ = false;  // a connect after this is a reconnect after a loss
+  TimePoint link_up_at_{};
+  // Wills were discarded as the broker went away: when it is back, every device
+  // heard over MQTT gets a full window from then (mqtt_watch_started).
+  bool grace_owed_ = false;
   bool counts_dirty_ = true;
   TimePoint last_summary_{};
   TimePoint last_store_error_log_{};

@@ -41,22 +41,38 @@ void Fleet::owner_loop() {
 TimePoint Fleet::next_wake(TimePoint now) const {
   auto wake = now + std::chrono::seconds{1};
   if (auto next = deadlines_.next_deadline()) wake = std::min(wake, *next);
-  if (!retry_order_.empty()) wake = std::min(wake, retry_order_.front().first);
+  if (!held_due_.empty()) wake = std::min(wake, held_due_.top().first);
   return std::min(wake, summary_due());
 }
 
 void Fleet::run_owner_cycle() {
   const TimePoint now = clock_();
   std::deque<Event> events;
-  // Mailboxes whose retry is due come first: their events are older than
+  // Mailboxes whose wait is over come first: their events are older than
   // anything queued since.
-  while (!retry_order_.empty() && retry_order_.front().first <= now) {
-    const DeviceId id = retry_order_.front().second;
-    retry_order_.pop_front();
+  std::size_t discarded = 0;
+  while (!held_due_.empty() && held_due_.top().first <= now) {
+    const DeviceId id = held_due_.top().second;
+    held_due_.pop();
     auto it = held_.find(id);
-    if (it == held_.end() || it->second.not_before > now) continue;  // gone, or failed again since
-    for (auto& e : it->second.events) events.push_back(std::move(e));
+    if (it == held_.end() || it->second.not_before > now) continue;  // gone, or waiting again since
+    auto& mailbox = it->second.events;
+    if (it->second.will_held && !mailbox.empty()) {
+      Event& will = mailbox.front();
+      if (will_gate_.discard_after_hold(will.at)) {
+        ++discarded;
+        release(will);
+        mailbox.pop_front();
+      } else {
+        will.gate_passed = true;
+      }
+    }
+    for (auto& e : mailbox) events.push_back(std::move(e));
     held_.erase(it);
+  }
+  if (discarded) {
+    options_.deadlines.mqtt_watch_started = std::max(options_.deadlines.mqtt_watch_started, link_up_at_);
+    wills_discarded(discarded, "replayed_after_reconnect");
   }
   {
     std::lock_guard lock(queue_mutex_);
@@ -121,14 +137,37 @@ void Fleet::handle(Event& event, Batch& batch, TimePoint now) {
     }
     case Event::Kind::broker_connected:
       commit(batch);
+      will_gate_.link_up(event.at, link_was_up_);
+      link_was_up_ = true;
+      link_up_at_ = event.at;
+      if (grace_owed_) options_.deadlines.mqtt_watch_started = event.at;
+      grace_owed_ = false;
       link_changed(true, event.at);
       republish_outbox(!event.session_present);
       counts_dirty_ = true;
       last_summary_ = TimePoint{};
       break;
-    case Event::Kind::broker_disconnected:
+    case Event::Kind::broker_disconnected: {
+      // Wills held in a burst when the link drops: the broker is going away.
+      commit(batch);
+      will_gate_.link_lost(event.at);
+      std::size_t discarded = 0;
+      for (auto& [id, held] : held_) {
+        if (!held.will_held || held.events.empty()) continue;
+        ++discarded;
+        release(held.events.front());
+        held.events.pop_front();
+        held.will_held = false;
+        held.not_before = event.at;  // what waited behind it goes on next cycle
+        held_due_.emplace(event.at, id);
+      }
+      if (discarded) {
+        grace_owed_ = true;  // the window starts when the broker is back
+        wills_discarded(discarded, "broker_going_away");
+      }
       link_changed(false, event.at);
       break;
+    }
   }
 }
 
@@ -151,8 +190,25 @@ void Fleet::retry_later(Event event, TimePoint now) {
   ++event.attempts;
   auto& held = held_[event.id];
   held.not_before = now + retry_delay;
-  retry_order_.emplace_back(held.not_before, event.id);
+  held.will_held = false;
+  held_due_.emplace(held.not_before, event.id);
   held.events.push_front(std::move(event));  // older than anything that waits behind it
+}
+
+void Fleet::hold_will(Event event, TimePoint until) {
+  ++metrics_.wills_held;
+  auto& held = held_[event.id];  // empty: the device had nothing waiting (wait_behind_retry)
+  held.not_before = until;
+  held.will_held = true;
+  held_due_.emplace(until, event.id);
+  held.events.push_front(std::move(event));
+}
+
+void Fleet::wills_discarded(std::size_t count, const char* why) {
+  metrics_.wills_discarded += count;
+  log_info("wills_discarded", {{"count", std::to_string(count)},
+                               {"why", why},
+                               {"note", "the broker sends every client's will when it shuts down: not device deaths"}});
 }
 
 void Fleet::add_write(Batch& batch, const DeviceId& id, const core::DeviceState& before, const core::Outcome& outcome,

@@ -152,9 +152,9 @@ TEST_CASE("a mailbox that waits for a retry holds only its own device: others go
   w.cycle();
   w.store.down = false;
   w.at(1100ms);
-  w.fleet.presence_async(b, will);
+  w.fleet.heartbeat_async(b, error_heartbeat());
   w.cycle();
-  CHECK(w.status(b) == Status::offline);
+  CHECK(w.status(b) == Status::error);
   CHECK(w.status(a) == Status::online);  // not yet: its retry is due at 2 s
   w.at(2s);
   w.cycle();
@@ -168,13 +168,13 @@ TEST_CASE("the changes of one cycle are stored in one transaction and published 
   const int before = w.store.write_states_calls;
   const auto published = w.publisher.statuses.size();
   w.at(5s);
-  for (const auto& id : ids) w.fleet.presence_async(id, will);
+  for (const auto& id : ids) w.fleet.heartbeat_async(id, error_heartbeat());
   w.cycle();
   CHECK(w.store.write_states_calls == before + 1);
   CHECK(w.store.write_sizes.back() == 50);
   CHECK(w.publisher.statuses.size() == published + 50);
-  for (const auto& id : ids) CHECK(w.status(id) == Status::offline);
-  CHECK(w.fleet.counts().by_status[static_cast<std::size_t>(Status::offline)] == 50);
+  for (const auto& id : ids) CHECK(w.status(id) == Status::error);
+  CHECK(w.fleet.counts().by_status[static_cast<std::size_t>(Status::error)] == 50);
 }
 
 TEST_CASE("nothing is published that is not stored") {
@@ -335,6 +335,128 @@ TEST_CASE("events of a device deleted while they waited for a retry are dropped"
   w.cycle();
   CHECK_FALSE(w.store.exists(d));
   CHECK(w.fleet.size() == 0);
+}
+
+TEST_CASE("broker going away: wills held in a burst are discarded when the link drops; devices keep their status") {
+  World w(Seconds{60});
+  std::vector<DeviceId> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(w.add("hw-" + std::to_string(i)));
+  w.fleet.broker_connected(true);
+  w.cycle();
+  w.at(10s);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    w.now = t0 + 10s + Millis{static_cast<std::int64_t>(i)};
+    w.fleet.presence_async(ids[i], will);
+  }
+  w.at(10s + 20ms);
+  w.fleet.broker_disconnected();
+  w.cycle();
+  CHECK(w.status(ids[0]) == Status::offline);  // the first of a burst cannot be told apart
+  for (std::size_t i = 1; i < ids.size(); ++i) CHECK(w.status(ids[i]) == Status::online);
+  CHECK(w.metrics.wills_discarded == 4);
+  // The broker is back at 15 s; device 1 comes back, the others do not.
+  w.at(15s);
+  w.fleet.broker_connected(true);
+  w.cycle();
+  w.at(16s);
+  w.fleet.presence_async(ids[1], PresenceSignal{PresenceKind::birth, std::nullopt});
+  w.cycle();
+  w.at(74900ms);
+  w.cycle();
+  for (std::size_t i = 1; i < ids.size(); ++i) CHECK(w.status(ids[i]) == Status::online);
+  w.at(75s);  // a full offline_after (60 s) from the broker's return
+  w.cycle();
+  CHECK(w.status(ids[1]) == Status::online);
+  for (std::size_t i = 2; i < ids.size(); ++i) {
+    CHECK(w.status(ids[i]) == Status::offline);
+    CHECK(w.store.row(ids[i]).reason == Reason::restart);
+  }
+}
+
+TEST_CASE("a burst of wills with the link up is a real mass death: applied when the hold ends, at arrival time") {
+  World w;
+  const auto a = w.add("hw-a");
+  const auto b = w.add("hw-b");
+  const auto c = w.add("hw-c");
+  w.at(10s);
+  w.fleet.presence_async(a, will);
+  w.at(10s + 5ms);
+  w.fleet.presence_async(b, will);
+  w.fleet.presence_async(c, will);
+  w.cycle();
+  CHECK(w.status(a) == Status::offline);
+  CHECK(w.status(b) == Status::online);  // held
+  w.at(10s + 255ms);
+  w.cycle();
+  CHECK(w.status(b) == Status::offline);
+  CHECK(w.status(c) == Status::offline);
+  CHECK(w.store.all_history(b).back().at == t0 + 10s + 5ms);
+  CHECK(w.metrics.wills_discarded == 0);
+}
+
+TEST_CASE("a held will keeps the device's order: its birth right after it waits behind it") {
+  World w;
+  const auto a = w.add("hw-a");
+  const auto b = w.add("hw-b");
+  w.at(10s);
+  w.fleet.presence_async(a, will);
+  w.fleet.presence_async(b, will);  // held
+  w.at(10s + 50ms);
+  w.fleet.presence_async(b, PresenceSignal{PresenceKind::birth, std::nullopt});
+  w.cycle();
+  w.at(10s + 300ms);
+  w.cycle();
+  CHECK(w.history(b) == std::vector<std::string>{"online/registered", "offline/will", "online/heartbeat"});
+}
+
+TEST_CASE("wills replayed from the session right after a reconnect are discarded when they come in a burst") {
+  World w(Seconds{60});
+  const auto a = w.add("hw-a");
+  const auto b = w.add("hw-b");
+  const auto c = w.add("hw-c");
+  w.fleet.broker_connected(true);
+  w.cycle();
+  w.at(10s);
+  w.fleet.broker_disconnected();
+  w.cycle();
+  w.at(12s);
+  w.fleet.broker_connected(true);
+  w.fleet.presence_async(a, will);
+  w.fleet.presence_async(b, will);
+  w.cycle();
+  CHECK(w.status(a) == Status::online);
+  w.at(14s);  // the replay window (2 s) is over
+  w.cycle();
+  CHECK(w.status(a) == Status::online);
+  CHECK(w.status(b) == Status::online);
+  CHECK(w.metrics.wills_discarded == 2);
+  w.at(20s);
+  w.fleet.presence_async(c, will);  // later, alone: a death
+  w.cycle();
+  CHECK(w.status(c) == Status::offline);
+  w.at(72s);  // a and b never came back: offline a full window after the broker's return
+  w.cycle();
+  CHECK(w.status(a) == Status::offline);
+  CHECK(w.store.row(a).reason == Reason::restart);
+}
+
+TEST_CASE("a single will replayed after a reconnect is applied when the replay window ends") {
+  World w;
+  const auto a = w.add("hw-a");
+  w.fleet.broker_connected(true);
+  w.cycle();
+  w.at(10s);
+  w.fleet.broker_disconnected();
+  w.cycle();
+  w.at(12s);
+  w.fleet.broker_connected(true);
+  w.fleet.presence_async(a, will);
+  w.cycle();
+  CHECK(w.status(a) == Status::online);
+  w.at(14s);
+  w.cycle();
+  CHECK(w.status(a) == Status::offline);
+  CHECK(w.store.row(a).reason == Reason::will);
 }
 
 }  // TEST_SUITE

@@ -1,0 +1,59 @@
+// The will gate: tells a device's death from a broker going away.
+//
+// A broker that shuts down sends the wills of all its clients at once (Mosquitto
+// 2.0 queues them in one loop after its main loop ends), around the moment the
+// service's own connection drops: some reach the service just before, the rest
+// wait in its persistent session and are replayed right after it reconnects.
+// Those wills are not device deaths. The gate decides, for each will:
+//   - apply now: a single will, or a slow trickle (the common case: no delay);
+//   - hold: it arrived in a burst (`burst` wills within `window`), or in the
+//     replay window right after a reconnect that followed a lost connection.
+// A will held when the service's link drops is discarded (the broker is going
+// away). A will held in a replay window is discarded when that window saw a
+// burst (the shutdown's wills, replayed), else applied when the window ends.
+// A held burst that outlives its hold with the link up is applied (a real mass
+// death, say a power cut): late by at most `window`.
+// Devices whose wills were discarded keep their status; the broker's return
+// starts a full offline_after window for every device heard over MQTT
+// (DeadlinePolicy::mqtt_watch_started), so one that does not come back goes
+// offline with reason `restart`.
+//
+// Pure: times are passed in; the caller keeps the held wills in order.
+#pragma once
+#include <cstddef>
+#include <deque>
+
+#include "core/clock.hpp"
+
+namespace maestra::core {
+
+struct WillGateOptions {
+  std::size_t burst = 2;     // wills within `window` that make a burst
+  Millis window{250};        // also how long a will of a burst is held
+  Millis replay{2000};       // after a reconnect that followed a lost connection
+};
+
+class WillGate {
+ public:
+  explicit WillGate(WillGateOptions options = {}) : options_(options) {}
+
+  // A will arrived at `at`: the instant until which it must be held, or
+  // nullopt to apply it now.
+  std::optional<TimePoint> on_will(TimePoint at);
+  // A held will (arrived at `at`) whose hold has ended: true to discard it.
+  bool discard_after_hold(TimePoint at) const;
+  // The link to the broker dropped: the caller discards every held will.
+  void link_lost(TimePoint at);
+  // The link is up again; `after_loss` when it had dropped (not the first connect).
+  void link_up(TimePoint at, bool after_loss);
+  const WillGateOptions& options() const { return options_; }
+
+ private:
+  WillGateOptions options_;
+  std::deque<TimePoint> recent_;  // arrivals within the last window
+  TimePoint replay_from_{};
+  TimePoint replay_until_{};
+  std::size_t replay_wills_ = 0;
+};
+
+}  // namespace maestra::core

@@ -1,0 +1,70 @@
+// Tests of core/will_gate: a single will and a slow trickle pass at once; a
+// burst is held for the window; wills right after a reconnect that followed a
+// lost connection are held to the end of the replay window and discarded when
+// they were a burst.
+#include "unit_test.hpp"
+
+#include "core/will_gate.hpp"
+
+using namespace maestra::core;
+using namespace maestra::core::unit;
+
+TEST_SUITE("will gate") {
+
+TEST_CASE("a single will, and wills further apart than the window, are applied at once") {
+  WillGate gate;
+  CHECK_FALSE(gate.on_will(t0));
+  CHECK_FALSE(gate.on_will(t0 + 250ms));
+  CHECK_FALSE(gate.on_will(t0 + 600ms));
+  CHECK_FALSE(gate.on_will(t0 + 10s));
+}
+
+TEST_CASE("the second will within the window, and every one after it, is held for the window") {
+  WillGate gate;
+  CHECK_FALSE(gate.on_will(t0));
+  CHECK(gate.on_will(t0 + 10ms) == t0 + 260ms);
+  CHECK(gate.on_will(t0 + 11ms) == t0 + 261ms);
+  CHECK(gate.on_will(t0 + 200ms) == t0 + 450ms);
+  CHECK_FALSE(gate.discard_after_hold(t0 + 10ms));  // the link stayed up: applied when the hold ends
+}
+
+TEST_CASE("a larger burst size lets more wills through before holding") {
+  WillGate gate({3, 250ms, 2000ms});
+  CHECK_FALSE(gate.on_will(t0));
+  CHECK_FALSE(gate.on_will(t0 + 1ms));
+  CHECK(gate.on_will(t0 + 2ms));
+}
+
+TEST_CASE("after a reconnect that followed a lost connection, wills are held to the end of the replay window") {
+  WillGate gate;
+  gate.link_lost(t0);
+  gate.link_up(t0 + 3s, true);
+  CHECK(gate.on_will(t0 + 3s + 5ms) == t0 + 5s);
+  CHECK(gate.on_will(t0 + 3s + 6ms) == t0 + 5s);
+  CHECK(gate.discard_after_hold(t0 + 3s + 5ms));  // a burst replayed from the session
+  CHECK_FALSE(gate.on_will(t0 + 6s));              // after the window: as usual
+}
+
+TEST_CASE("a single will replayed after a reconnect is applied when the window ends") {
+  WillGate gate;
+  gate.link_lost(t0);
+  gate.link_up(t0 + 3s, true);
+  CHECK(gate.on_will(t0 + 3100ms) == t0 + 5s);
+  CHECK_FALSE(gate.discard_after_hold(t0 + 3100ms));
+}
+
+TEST_CASE("the first connect has no replay window") {
+  WillGate gate;
+  gate.link_up(t0, false);
+  CHECK_FALSE(gate.on_will(t0 + 1ms));
+}
+
+TEST_CASE("a lost link forgets the wills seen before it") {
+  WillGate gate;
+  CHECK_FALSE(gate.on_will(t0));
+  gate.link_lost(t0 + 1ms);
+  gate.link_up(t0 + 2ms, false);
+  CHECK_FALSE(gate.on_will(t0 + 3ms));
+}
+
+}  // TEST_SUITE
