@@ -15,7 +15,7 @@ TimePoint deadline_of(const DeviceState& state, const DeadlinePolicy& policy) {
   if (policy.mqtt_link_down_since) return TimePoint::max();
   for (const auto& outage : policy.mqtt_outages)
     if (outage.to > state.last_seen) deadline += outage.to - std::max(outage.from, state.last_seen);
-  return std::max(deadline, policy.mqtt_watch_started + effective_offline_after(state, policy));
+  return std::max(deadline, state.grace_from + effective_offline_after(state, policy));
 }
 
 Outcome mark_offline_if_expired(const DeviceState& state, const DeadlinePolicy& policy, TimePoint now) {
@@ -27,8 +27,7 @@ Outcome mark_offline_if_expired(const DeviceState& state, const DeadlinePolicy& 
   }
   DeviceState next = state;
   next.connected = false;
-  const bool not_heard_since_restart =
-      state.last_seen < policy.watch_started || (state.heard_over_mqtt && state.last_seen < policy.mqtt_watch_started);
+  const bool not_heard_since_restart = state.last_seen < policy.watch_started || state.last_seen < state.grace_from;
   const Reason reason = not_heard_since_restart ? Reason::restart : Reason::timeout;
   return decide(state, next, reason, now);
 }

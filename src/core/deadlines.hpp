@@ -16,9 +16,8 @@
 // deadline is counted from the later of its last sign of life and that time, so
 // every device gets one full window (no false-offline storm). A device that
 // expires without having been heard since the restart gets reason `restart`.
-// The same holds for devices heard over MQTT after the broker went away (its
-// wills of a shutdown were not taken as deaths, core/will_gate):
-// `mqtt_watch_started` is the broker's return.
+// The same holds for a device whose will was discarded because the broker was
+// going away (core/will_gate): its `grace_from` is the broker's return.
 #pragma once
 #include <algorithm>
 #include <optional>
@@ -40,8 +39,6 @@ struct Outage {
 struct DeadlinePolicy {
   Seconds default_offline_after{300};
   TimePoint watch_started{};
-  // The broker's return after it went away; epoch when it never did.
-  TimePoint mqtt_watch_started{};
   // Link down now, since then: no device heard over MQTT can time out.
   std::optional<TimePoint> mqtt_link_down_since{};
   // Recent outages (oldest first, at most max_outages): a device heard over

@@ -53,6 +53,9 @@ struct DeviceState {
   // The last sign of life came over MQTT (heartbeat, birth, will, MQTT
   // registration): its deadline waits out outages of the service's broker link.
   bool heard_over_mqtt = false;
+  // Its will was discarded as the broker went away (core/will_gate): a full
+  // window from the broker's return, then offline with reason `restart`.
+  TimePoint grace_from{};
 
   Status status() const;
 };

@@ -5,10 +5,12 @@
 
 namespace maestra::core {
 
+bool WillGate::in_replay(TimePoint at) const { return replaying_ && (link_down_ || at < replay_until_); }
+
 std::optional<TimePoint> WillGate::on_will(TimePoint at) {
-  if (at >= replay_from_ && at < replay_until_) {
+  if (in_replay(at)) {
     ++replay_wills_;
-    return replay_until_;
+    return link_down_ ? at + options_.replay : std::max(replay_until_, at);
   }
   while (!recent_.empty() && recent_.front() <= at - options_.window) recent_.pop_front();
   recent_.push_back(at);
@@ -17,22 +19,25 @@ std::optional<TimePoint> WillGate::on_will(TimePoint at) {
   return at + options_.window;
 }
 
-bool WillGate::discard_after_hold(TimePoint at) const {
-  return at >= replay_from_ && at < replay_until_ && replay_wills_ >= options_.burst;
-}
+bool WillGate::discard_after_hold(TimePoint at) const { return in_replay(at) && replay_wills_ >= options_.burst; }
 
 void WillGate::link_lost(TimePoint) {
   recent_.clear();
-  replay_from_ = replay_until_ = TimePoint{};
+  link_down_ = true;
+  replaying_ = true;
+  replay_until_ = TimePoint::max();
   replay_wills_ = 0;
 }
 
-void WillGate::link_up(TimePoint at, bool after_loss) {
+void WillGate::link_up(TimePoint at, bool replay) {
   recent_.clear();
+  link_down_ = false;
+  if (replay) {
+    replay_until_ = at + options_.replay;  // replays counted while the link was down still count
+    return;
+  }
+  replaying_ = false;
   replay_wills_ = 0;
-  if (!after_loss) return;
-  replay_from_ = at;
-  replay_until_ = at + options_.replay;
 }
 
 }  // namespace maestra::core

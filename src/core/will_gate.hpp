@@ -7,7 +7,10 @@
 // Those wills are not device deaths. The gate decides, for each will:
 //   - apply now: a single will, or a slow trickle (the common case: no delay);
 //   - hold: it arrived in a burst (`burst` wills within `window`), or in the
-//     replay window right after a reconnect that followed a lost connection.
+//     replay window: from a lost connection (or the start) to `replay` after
+//     the connection that restored a session (session replays can reach the
+//     owner before the news of the connection). A broker back from a crash
+//     restores an older save, with the shutdown wills it had queued.
 // A will held when the service's link drops is discarded (the broker is going
 // away). A will held in a replay window is discarded when that window saw a
 // burst (the shutdown's wills, replayed), else applied when the window ends.
@@ -30,7 +33,7 @@ namespace maestra::core {
 struct WillGateOptions {
   std::size_t burst = 2;     // wills within `window` that make a burst
   Millis window{250};        // also how long a will of a burst is held
-  Millis replay{2000};       // after a reconnect that followed a lost connection
+  Millis replay{1000};       // after a reconnect that followed a lost connection
 };
 
 class WillGate {
@@ -44,15 +47,19 @@ class WillGate {
   bool discard_after_hold(TimePoint at) const;
   // The link to the broker dropped: the caller discards every held will.
   void link_lost(TimePoint at);
-  // The link is up again; `after_loss` when it had dropped (not the first connect).
-  void link_up(TimePoint at, bool after_loss);
+  // The link is up. `replay`: messages queued in a session may follow (a
+  // reconnect after a loss, or a first connect that found its session).
+  void link_up(TimePoint at, bool replay);
   const WillGateOptions& options() const { return options_; }
 
  private:
   WillGateOptions options_;
+  bool in_replay(TimePoint at) const;
+
   std::deque<TimePoint> recent_;  // arrivals within the last window
-  TimePoint replay_from_{};
-  TimePoint replay_until_{};
+  bool link_down_ = true;                   // until the first connection
+  bool replaying_ = true;                   // from a loss (or the start) ...
+  TimePoint replay_until_ = TimePoint::max();  // ... to `replay` after the connection
   std::size_t replay_wills_ = 0;
 };
 

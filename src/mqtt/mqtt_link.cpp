@@ -363,11 +363,19 @@ void MqttLink::on_connected(bool session_present) {
   try {
     // One SUBSCRIBE per filter: Paho C++ 1.2.0's many-filter subscribe with
     // per-filter v5 options crashes in MQTTAsync_subscribeMany.
-    const mqtt::subscribe_options options(false, false, mqtt::subscribe_options::SEND_RETAINED_ON_NEW);
+    // The first connection of the process asks for the retained presence
+    // messages even when its session (and subscription) survived: a will that
+    // reached a service killed before it stored it is still there, retained.
+    const bool first = connections_ == 1;
+    const mqtt::subscribe_options on_new(false, false, mqtt::subscribe_options::SEND_RETAINED_ON_NEW);
+    const mqtt::subscribe_options always(false, false, mqtt::subscribe_options::SEND_RETAINED_ON_SUBSCRIBE);
     const auto filters = topics_.subscriptions();
     pending_subscriptions_ = static_cast<int>(filters.size());
     const auto client = this->client();
-    for (const auto& filter : filters) client->subscribe(filter, 1, nullptr, *subscribed_listener_, options);
+    for (const auto& filter : filters) {
+      const bool presence = topics_.parse(filter).kind == core::Topics::Kind::presence;
+      client->subscribe(filter, 1, nullptr, *subscribed_listener_, first && presence ? always : on_new);
+    }
   } catch (const mqtt::exception& e) {
     service::log_error("mqtt_subscribe_failed", {{"error", e.what()}});
   }
@@ -451,7 +459,7 @@ void MqttLink::on_message(mqtt::const_message_ptr msg) {
       return reject(Rejection::too_large, topic, "payload over 65536 bytes");
     switch (parsed.kind) {
       case core::Topics::Kind::heartbeat: return handle_heartbeat(parsed.level, payload);
-      case core::Topics::Kind::presence: return handle_presence(parsed.level, payload);
+      case core::Topics::Kind::presence: return handle_presence(parsed.level, payload, msg->is_retained());
       case core::Topics::Kind::register_request: return handle_register(parsed.level, msg);
       case core::Topics::Kind::other: return reject(Rejection::bad_topic, topic, "not a topic the service handles");
     }
@@ -474,13 +482,18 @@ void MqttLink::handle_heartbeat(std::string_view level, const std::string& paylo
   fleet_.heartbeat_async(*id, std::move(heartbeat.value()));
 }
 
-void MqttLink::handle_presence(std::string_view level, const std::string& payload) {
+void MqttLink::handle_presence(std::string_view level, const std::string& payload, bool retained) {
   if (payload.empty()) return;  // a cleared retained topic (our own, after a delete)
   const auto id = core::parse_device_id(level);
   if (!id) return reject(Rejection::bad_topic, level, "device id in the topic is not a UUID");
   const auto signal = core::parse_presence(payload);
   if (!signal) return reject(Rejection::malformed, level, "presence must be online, offline or {\"state\":...}");
-  fleet_.presence_async(*id, *signal);
+  // A retained birth (sent because the service subscribed) is an old message: it
+  // says nothing about now. A retained will or goodbye is a device that left
+  // while the service was not listening and has not come back since (a will
+  // the service had not stored when it was killed is still there): applied.
+  if (retained && signal->kind == core::PresenceKind::birth) return;
+  fleet_.presence_async(*id, *signal, retained);
 }
 
 void MqttLink::handle_register(std::string_view level, const mqtt::const_message_ptr& msg) {

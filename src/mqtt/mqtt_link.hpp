@@ -73,7 +73,7 @@ class MqttLink : public service::StatusPublisher {
   void pause(std::chrono::milliseconds how_long);
   void on_message(mqtt::const_message_ptr msg);
   void handle_heartbeat(std::string_view level, const std::string& payload);
-  void handle_presence(std::string_view level, const std::string& payload);
+  void handle_presence(std::string_view level, const std::string& payload, bool retained);
   void handle_register(std::string_view level, const mqtt::const_message_ptr& msg);
   void registration_loop();
   void log_registration(const std::string& hardware_id, const core::Result<service::RegisteredDevice>& record);

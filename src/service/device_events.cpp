@@ -61,10 +61,11 @@ void Fleet::heartbeat_async(const DeviceId& id, core::HeartbeatRequest h) {
   post(std::move(e));
 }
 
-void Fleet::presence_async(const DeviceId& id, core::PresenceSignal signal) {
+void Fleet::presence_async(const DeviceId& id, core::PresenceSignal signal, bool retained) {
   Event e{Event::Kind::presence};
   e.id = id;
   e.presence = signal;
+  e.gate_passed = retained;  // the broker's current state of the device, not a will in flight
   e.at = clock_();  // history carries when the message arrived, not when the owner got to it
   {
     std::lock_guard lock(registry_mutex_);

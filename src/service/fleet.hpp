@@ -131,7 +131,7 @@ struct Event {
   core::DeviceState registered_state{};
   store::StoredStatus registered_status{};
   int attempts = 0;            // stores that failed (database down)
-  bool gate_passed = false;    // a will the will gate held and then let through
+  bool gate_passed = false;    // a will the will gate let through (or a retained one: no gate)
   bool counted = false;        // counted in queued_for_owner_ until released
   bool session_present = true;  // kind broker_connected
   TimePoint at{};               // when it happened: a device message's receipt, a link change
@@ -211,7 +211,10 @@ class Fleet {
   Result<HeartbeatReply> heartbeat(const core::HeartbeatRequest& h, Transport transport);
   // Fire and forget (MQTT): unknown devices are counted and dropped.
   void heartbeat_async(const DeviceId& id, core::HeartbeatRequest h);
-  void presence_async(const DeviceId& id, core::PresenceSignal signal);
+  // `retained`: delivered because the service subscribed (the broker's current
+  // presence of the device), not forwarded live or replayed from the session:
+  // applied without the will gate.
+  void presence_async(const DeviceId& id, core::PresenceSignal signal, bool retained = false);
   Result<core::DeviceRecord> patch(const DeviceId& id, const core::DevicePatch& patch);
   Result<core::Done> remove(const DeviceId& id);
   // Secure mode: a new broker password for the device (the old one stops working).
@@ -286,9 +289,10 @@ class Fleet {
   void retry_later(Event event, TimePoint now);
   // The will gate holds this will until `until`; the device's later events wait behind it.
   void hold_will(Event event, TimePoint until);
-  // Counts and logs wills discarded as the broker went away; their devices
+  // Wills discarded as the broker went away: counted and logged; their devices
   // keep their status and get a full window from the broker's return.
-  void wills_discarded(std::size_t count, const char* why);
+  void wills_discarded(std::vector<DeviceId> ids, const char* why);
+  void grant_grace(std::vector<DeviceId> ids, TimePoint from);
   void log_transition(const DeviceId& id, const core::Transition& t, TimePoint now);
   // When a device's event arrived (its `at`), or `now` when it carries none.
   static TimePoint received_time(const Event& event, TimePoint now);
@@ -305,7 +309,8 @@ class Fleet {
 
   // outbox (outbox.cpp)
   void publish(const store::StoredStatus& status);
-  void republish_outbox(bool everything);
+  // What the outbox owes, or, with a reason, every device's status.
+  void republish_outbox(const char* everything = nullptr);
   void publish_refreshes(const Batch& batch);
 
   // summary (summary.cpp)
@@ -343,10 +348,11 @@ class Fleet {
   std::priority_queue<Due, std::vector<Due>, std::greater<>> held_due_;  // when each is due, soonest first
   core::WillGate will_gate_;
   bool link_was_up_ = false;  // a connect after this is a reconnect after a loss
+  bool link_up_ = false;
   TimePoint link_up_at_{};
-  // Wills were discarded as the broker went away: when it is back, every device
-  // heard over MQTT gets a full window from then (mqtt_watch_started).
-  bool grace_owed_ = false;
+  // Devices whose wills were discarded while the link was down: their window
+  // starts when the broker is back.
+  std::vector<DeviceId> awaiting_return_;
   bool counts_dirty_ = true;
   TimePoint last_summary_{};
   TimePoint last_store_error_log_{};

@@ -61,9 +61,11 @@ void Fleet::publish_refreshes(const Batch& batch) {
   for (const auto& s : fresh) publish(s);
 }
 
-void Fleet::republish_outbox(bool everything) {
+void Fleet::republish_outbox(const char* everything) {
   // A broker that lost the service's session (crash before saving, a new
-  // broker) lost the retained statuses it had acknowledged too: publish them all.
+  // broker) lost the retained statuses it had acknowledged too; one that came
+  // back from a crash restored an older save, session included, without the
+  // statuses acknowledged since: in both cases publish them all.
   auto pending = everything ? store_.all_statuses() : store_.unpublished(200000);
   if (!pending) {
     ++metrics_.database_errors;
@@ -72,7 +74,7 @@ void Fleet::republish_outbox(bool everything) {
   }
   if (everything)
     log_info("status_republish_all", {{"statuses", std::to_string(pending->size())},
-                                      {"reason", "the broker held no session for the service"}});
+                                      {"reason", everything}});
   else if (!pending->empty())
     log_info("outbox_republish", {{"statuses", std::to_string(pending->size())}});
   for (const auto& s : pending.value()) publish(s);

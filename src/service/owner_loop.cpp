@@ -4,6 +4,7 @@
 #include "service/fleet.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include "service/log.hpp"
 
@@ -50,7 +51,7 @@ void Fleet::run_owner_cycle() {
   std::deque<Event> events;
   // Mailboxes whose wait is over come first: their events are older than
   // anything queued since.
-  std::size_t discarded = 0;
+  std::vector<DeviceId> discarded;
   while (!held_due_.empty() && held_due_.top().first <= now) {
     const DeviceId id = held_due_.top().second;
     held_due_.pop();
@@ -60,7 +61,7 @@ void Fleet::run_owner_cycle() {
     if (it->second.will_held && !mailbox.empty()) {
       Event& will = mailbox.front();
       if (will_gate_.discard_after_hold(will.at)) {
-        ++discarded;
+        discarded.push_back(id);
         release(will);
         mailbox.pop_front();
       } else {
@@ -70,10 +71,7 @@ void Fleet::run_owner_cycle() {
     for (auto& e : mailbox) events.push_back(std::move(e));
     held_.erase(it);
   }
-  if (discarded) {
-    options_.deadlines.mqtt_watch_started = std::max(options_.deadlines.mqtt_watch_started, link_up_at_);
-    wills_discarded(discarded, "replayed_after_reconnect");
-  }
+  if (!discarded.empty()) wills_discarded(std::move(discarded), "replayed_after_reconnect");
   {
     std::lock_guard lock(queue_mutex_);
     for (auto& e : queue_) events.push_back(std::move(e));
@@ -135,36 +133,39 @@ void Fleet::handle(Event& event, Batch& batch, TimePoint now) {
       if (publisher_) publisher_->clear_device(event.id);
       break;
     }
-    case Event::Kind::broker_connected:
+    case Event::Kind::broker_connected: {
       commit(batch);
-      will_gate_.link_up(event.at, link_was_up_);
+      const bool after_loss = link_was_up_ && !link_up_;
+      will_gate_.link_up(event.at, after_loss || event.session_present);
       link_was_up_ = true;
+      link_up_ = true;
       link_up_at_ = event.at;
-      if (grace_owed_) options_.deadlines.mqtt_watch_started = event.at;
-      grace_owed_ = false;
+      grant_grace(std::exchange(awaiting_return_, {}), event.at);
       link_changed(true, event.at);
-      republish_outbox(!event.session_present);
+      republish_outbox(!event.session_present ? "the broker held no session for the service"
+                       : after_loss         ? "reconnected after a lost connection: a broker back from a crash "
+                                              "restores an older save, without the statuses acknowledged since"
+                                            : nullptr);
       counts_dirty_ = true;
       last_summary_ = TimePoint{};
       break;
+    }
     case Event::Kind::broker_disconnected: {
       // Wills held in a burst when the link drops: the broker is going away.
       commit(batch);
       will_gate_.link_lost(event.at);
-      std::size_t discarded = 0;
+      link_up_ = false;
+      std::vector<DeviceId> discarded;
       for (auto& [id, held] : held_) {
         if (!held.will_held || held.events.empty()) continue;
-        ++discarded;
+        discarded.push_back(id);
         release(held.events.front());
         held.events.pop_front();
         held.will_held = false;
         held.not_before = event.at;  // what waited behind it goes on next cycle
         held_due_.emplace(event.at, id);
       }
-      if (discarded) {
-        grace_owed_ = true;  // the window starts when the broker is back
-        wills_discarded(discarded, "broker_going_away");
-      }
+      if (!discarded.empty()) wills_discarded(std::move(discarded), "broker_going_away");
       link_changed(false, event.at);
       break;
     }
@@ -204,11 +205,29 @@ void Fleet::hold_will(Event event, TimePoint until) {
   held.events.push_front(std::move(event));
 }
 
-void Fleet::wills_discarded(std::size_t count, const char* why) {
-  metrics_.wills_discarded += count;
-  log_info("wills_discarded", {{"count", std::to_string(count)},
+void Fleet::wills_discarded(std::vector<DeviceId> ids, const char* why) {
+  metrics_.wills_discarded += ids.size();
+  log_info("wills_discarded", {{"count", std::to_string(ids.size())},
                                {"why", why},
                                {"note", "the broker sends every client's will when it shuts down: not device deaths"}});
+  // Their window starts when the broker is back (now, if it is).
+  if (link_up_)
+    grant_grace(std::move(ids), link_up_at_);
+  else
+    awaiting_return_.insert(awaiting_return_.end(), ids.begin(), ids.end());
+}
+
+void Fleet::grant_grace(std::vector<DeviceId> ids, TimePoint from) {
+  std::vector<std::pair<DeviceId, core::DeviceState>> granted;
+  {
+    std::unique_lock lock(registry_mutex_);
+    for (const auto& id : ids)
+      if (auto it = registry_.find(id); it != registry_.end()) {
+        it->second.grace_from = std::max(it->second.grace_from, from);
+        granted.emplace_back(id, it->second);
+      }
+  }
+  for (const auto& [id, state] : granted) watch(id, state);
 }
 
 void Fleet::add_write(Batch& batch, const DeviceId& id, const core::DeviceState& before, const core::Outcome& outcome,

@@ -336,4 +336,18 @@ TEST_CASE("several outages add up; the list is bounded") {
   CHECK(policy.mqtt_outages.size() == DeadlinePolicy::max_outages);
 }
 
+TEST_CASE("a device whose will was discarded (the broker went away) gets a full window from the broker's return") {
+  const DeadlinePolicy policy{Seconds{60}, TimePoint{}};
+  DeviceState state = seen_at(t0);
+  state.heard_over_mqtt = true;
+  state.grace_from = t0 + 100s;  // the broker's return
+  CHECK(deadline_of(state, policy) == t0 + 160s);
+  CHECK(mark_offline_if_expired(state, policy, t0 + 159s).ignored);
+  const auto expired = mark_offline_if_expired(state, policy, t0 + 160s);
+  REQUIRE(expired.transition);
+  CHECK(expired.transition->reason == Reason::restart);
+  state.last_seen = t0 + 120s;  // heard since the return: an ordinary timeout
+  CHECK(mark_offline_if_expired(state, policy, t0 + 180s).transition->reason == Reason::timeout);
+}
+
 }  // TEST_SUITE

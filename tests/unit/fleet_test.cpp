@@ -44,6 +44,9 @@ struct World {
   explicit World(Seconds offline_after = Seconds{300}, TimePoint watch_started = t0)
       : fleet(store, metrics, options(offline_after, watch_started), [this] { return now; }) {
     fleet.set_publisher(&publisher);
+    fleet.broker_connected(false);  // connected, no session (nothing to replay)
+    fleet.run_owner_cycle();
+    publisher.statuses.clear();
   }
   static service::FleetOptions options(Seconds offline_after, TimePoint watch_started) {
     service::FleetOptions o;
@@ -341,8 +344,6 @@ TEST_CASE("broker going away: wills held in a burst are discarded when the link 
   World w(Seconds{60});
   std::vector<DeviceId> ids;
   for (int i = 0; i < 5; ++i) ids.push_back(w.add("hw-" + std::to_string(i)));
-  w.fleet.broker_connected(true);
-  w.cycle();
   w.at(10s);
   for (std::size_t i = 0; i < ids.size(); ++i) {
     w.now = t0 + 10s + Millis{static_cast<std::int64_t>(i)};
@@ -414,8 +415,6 @@ TEST_CASE("wills replayed from the session right after a reconnect are discarded
   const auto a = w.add("hw-a");
   const auto b = w.add("hw-b");
   const auto c = w.add("hw-c");
-  w.fleet.broker_connected(true);
-  w.cycle();
   w.at(10s);
   w.fleet.broker_disconnected();
   w.cycle();
@@ -443,8 +442,6 @@ TEST_CASE("wills replayed from the session right after a reconnect are discarded
 TEST_CASE("a single will replayed after a reconnect is applied when the replay window ends") {
   World w;
   const auto a = w.add("hw-a");
-  w.fleet.broker_connected(true);
-  w.cycle();
   w.at(10s);
   w.fleet.broker_disconnected();
   w.cycle();
@@ -457,6 +454,20 @@ TEST_CASE("a single will replayed after a reconnect is applied when the replay w
   w.cycle();
   CHECK(w.status(a) == Status::offline);
   CHECK(w.store.row(a).reason == Reason::will);
+}
+
+TEST_CASE("a reconnect after a lost connection publishes every status, even with the session kept") {
+  World w;
+  const auto a = w.add("hw-a");
+  const auto b = w.add("hw-b");
+  w.fleet.status_acked(a, 1);
+  w.fleet.status_acked(b, 1);
+  w.fleet.run_flush_cycle();
+  w.publisher.statuses.clear();
+  w.fleet.broker_disconnected();
+  w.fleet.broker_connected(true);  // a broker back from a crash restores an older save, session and all
+  w.cycle();
+  CHECK(w.publisher.statuses.size() == 2);
 }
 
 }  // TEST_SUITE

@@ -9,10 +9,19 @@
 using namespace maestra::core;
 using namespace maestra::core::unit;
 
+namespace {
+// A gate whose link came up, without a session to replay, an hour before t0.
+WillGate connected(WillGateOptions options = {}) {
+  WillGate gate(options);
+  gate.link_up(t0 - std::chrono::hours{1}, false);
+  return gate;
+}
+}  // namespace
+
 TEST_SUITE("will gate") {
 
 TEST_CASE("a single will, and wills further apart than the window, are applied at once") {
-  WillGate gate;
+  auto gate = connected();
   CHECK_FALSE(gate.on_will(t0));
   CHECK_FALSE(gate.on_will(t0 + 250ms));
   CHECK_FALSE(gate.on_will(t0 + 600ms));
@@ -20,7 +29,7 @@ TEST_CASE("a single will, and wills further apart than the window, are applied a
 }
 
 TEST_CASE("the second will within the window, and every one after it, is held for the window") {
-  WillGate gate;
+  auto gate = connected();
   CHECK_FALSE(gate.on_will(t0));
   CHECK(gate.on_will(t0 + 10ms) == t0 + 260ms);
   CHECK(gate.on_will(t0 + 11ms) == t0 + 261ms);
@@ -29,27 +38,27 @@ TEST_CASE("the second will within the window, and every one after it, is held fo
 }
 
 TEST_CASE("a larger burst size lets more wills through before holding") {
-  WillGate gate({3, 250ms, 2000ms});
+  auto gate = connected({3, 250ms, 2000ms});
   CHECK_FALSE(gate.on_will(t0));
   CHECK_FALSE(gate.on_will(t0 + 1ms));
   CHECK(gate.on_will(t0 + 2ms));
 }
 
 TEST_CASE("after a reconnect that followed a lost connection, wills are held to the end of the replay window") {
-  WillGate gate;
+  auto gate = connected();
   gate.link_lost(t0);
   gate.link_up(t0 + 3s, true);
-  CHECK(gate.on_will(t0 + 3s + 5ms) == t0 + 5s);
-  CHECK(gate.on_will(t0 + 3s + 6ms) == t0 + 5s);
+  CHECK(gate.on_will(t0 + 3s + 5ms) == t0 + 4s);
+  CHECK(gate.on_will(t0 + 3s + 6ms) == t0 + 4s);
   CHECK(gate.discard_after_hold(t0 + 3s + 5ms));  // a burst replayed from the session
-  CHECK_FALSE(gate.on_will(t0 + 6s));              // after the window: as usual
+  CHECK_FALSE(gate.on_will(t0 + 6s));  // after the window: as usual
 }
 
 TEST_CASE("a single will replayed after a reconnect is applied when the window ends") {
-  WillGate gate;
+  auto gate = connected();
   gate.link_lost(t0);
   gate.link_up(t0 + 3s, true);
-  CHECK(gate.on_will(t0 + 3100ms) == t0 + 5s);
+  CHECK(gate.on_will(t0 + 3100ms) == t0 + 4s);
   CHECK_FALSE(gate.discard_after_hold(t0 + 3100ms));
 }
 
@@ -60,11 +69,20 @@ TEST_CASE("the first connect has no replay window") {
 }
 
 TEST_CASE("a lost link forgets the wills seen before it") {
-  WillGate gate;
+  auto gate = connected();
   CHECK_FALSE(gate.on_will(t0));
   gate.link_lost(t0 + 1ms);
   gate.link_up(t0 + 2ms, false);
   CHECK_FALSE(gate.on_will(t0 + 3ms));
+}
+
+TEST_CASE("a first connection that found its session replays what was queued: a burst of it is discarded") {
+  WillGate gate;
+  CHECK(gate.on_will(t0));  // before the news of the connection: held
+  gate.link_up(t0 + 10ms, true);
+  CHECK(gate.on_will(t0 + 20ms) == t0 + 1010ms);
+  CHECK(gate.discard_after_hold(t0));
+  CHECK_FALSE(gate.on_will(t0 + 2s));
 }
 
 }  // TEST_SUITE
