@@ -1,0 +1,21 @@
+-- Devices in list order (created_at, id), each filter applied when not NULL (GET /devices, GET
+-- /devices/{id}, look-up by hardware_id). $1 id (uuid), $2 status, $3 device_type, $4 hardware_id,
+-- $5/$6 keyset: only rows after (created_at $5 as text, id $6) of the previous page, $7 limit, $8
+-- offset. Returns records, with page_cursor: created_at exactly as stored (microseconds) for the next
+-- page's $5.
+-- Every execution is planned with its values (plan_cache_mode = force_custom_plan), so a NULL filter
+-- folds away and the matching index is used.
+SELECT id::text AS id, name, device_type, hardware_id, firmware_version, ip_address, location::text AS location,
+       metadata::text AS metadata, status, (extract(epoch from last_seen) * 1000)::bigint AS last_seen_ms,
+       (extract(epoch from status_changed_at) * 1000)::bigint AS status_changed_ms,
+       (extract(epoch from created_at) * 1000)::bigint AS created_ms,
+       (extract(epoch from updated_at) * 1000)::bigint AS updated_ms, offline_after,
+       created_at::text AS page_cursor
+FROM devices
+WHERE ($1::uuid IS NULL OR id = $1::uuid)
+  AND ($2::text IS NULL OR status = $2::text)
+  AND ($3::text IS NULL OR device_type = $3::text)
+  AND ($4::text IS NULL OR hardware_id = $4::text)
+  AND ($5::timestamptz IS NULL OR (created_at, id) > ($5::timestamptz, $6::uuid))
+ORDER BY created_at, id
+LIMIT $7::bigint OFFSET $8::bigint
