@@ -14,6 +14,7 @@
 #include "store/device_store.hpp"
 
 #include <stdexcept>
+#include <type_traits>
 #include <unordered_map>
 
 namespace maestra::store {
@@ -48,87 +49,70 @@ const std::string& statement_sql(const std::string& name) {
   throw std::logic_error("no statement src/store/sql/" + name + ".sql");
 }
 
-using Column = pqxx::row::size_type;
-
-// The columns of a device record (register.sql, find_devices.sql), looked up by
-// name once per result rather than once per row.
-struct RecordColumns {
-  explicit RecordColumns(const pqxx::result& r)
-      : id(r.column_number("id")),
-        name(r.column_number("name")),
-        device_type(r.column_number("device_type")),
-        hardware_id(r.column_number("hardware_id")),
-        firmware_version(r.column_number("firmware_version")),
-        ip_address(r.column_number("ip_address")),
-        location(r.column_number("location")),
-        metadata(r.column_number("metadata")),
-        status(r.column_number("status")),
-        last_seen_ms(r.column_number("last_seen_ms")),
-        status_changed_ms(r.column_number("status_changed_ms")),
-        created_ms(r.column_number("created_ms")),
-        updated_ms(r.column_number("updated_ms")),
-        offline_after(r.column_number("offline_after")) {}
-
-  DeviceRecord read(const pqxx::row& row) const {
-    DeviceRecord r;
-    r.id = *core::parse_device_id(row[id].c_str());
-    r.name = row[name].as<std::string>();
-    r.device_type = row[device_type].as<std::string>();
-    r.hardware_id = row[hardware_id].as<std::string>();
-    if (!row[firmware_version].is_null()) r.firmware_version = row[firmware_version].as<std::string>();
-    if (!row[ip_address].is_null()) r.ip_address = row[ip_address].as<std::string>();
-    r.location = row[location].is_null() ? Json(nullptr) : Json::parse(row[location].c_str());
-    r.metadata = row[metadata].is_null() ? Json(nullptr) : Json::parse(row[metadata].c_str());
-    r.status = core::parse_status(row[status].c_str()).value_or(core::Status::offline);
-    r.last_seen = from_ms(row[last_seen_ms].as<std::int64_t>());
-    r.status_changed_at = from_ms(row[status_changed_ms].as<std::int64_t>());
-    r.created_at = from_ms(row[created_ms].as<std::int64_t>());
-    r.updated_at = from_ms(row[updated_ms].as<std::int64_t>());
-    if (!row[offline_after].is_null()) r.offline_after = core::Seconds{row[offline_after].as<std::int64_t>()};
-    return r;
+// A result's fields by column name, each name looked up once per result rather
+// than once per row (start-up reads a million rows). Names are string literals:
+// the cache compares their addresses; a literal at another address is just
+// looked up again.
+class Columns {
+ public:
+  explicit Columns(const pqxx::result& r) : result_(r) {}
+  pqxx::field operator()(const pqxx::row& row, const char* name) {
+    for (const auto& [known, number] : numbers_)
+      if (known == name) return row[number];
+    numbers_.emplace_back(name, result_.column_number(name));
+    return row[numbers_.back().second];
   }
 
-  Column id, name, device_type, hardware_id, firmware_version, ip_address, location, metadata, status, last_seen_ms,
-      status_changed_ms, created_ms, updated_ms, offline_after;
+ private:
+  const pqxx::result& result_;
+  std::vector<std::pair<const char*, pqxx::row::size_type>> numbers_;
 };
 
-// The columns of a status document and its outbox seq (write_states.sql,
-// unpublished.sql, all_statuses.sql, load_states.sql).
-struct StatusColumns {
-  explicit StatusColumns(const pqxx::result& r)
-      : id(r.column_number("id")),
-        name(r.column_number("name")),
-        device_type(r.column_number("device_type")),
-        hardware_id(r.column_number("hardware_id")),
-        status(r.column_number("status")),
-        last_seen_ms(r.column_number("last_seen_ms")),
-        status_changed_ms(r.column_number("status_changed_ms")),
-        status_reason(r.column_number("status_reason")),
-        status_seq(r.column_number("status_seq")) {}
+// A device record (register.sql, find_devices.sql).
+DeviceRecord read_record(const pqxx::row& row, Columns& col) {
+  DeviceRecord r;
+  r.id = *core::parse_device_id(col(row, "id").c_str());
+  r.name = col(row, "name").as<std::string>();
+  r.device_type = col(row, "device_type").as<std::string>();
+  r.hardware_id = col(row, "hardware_id").as<std::string>();
+  if (const auto f = col(row, "firmware_version"); !f.is_null()) r.firmware_version = f.as<std::string>();
+  if (const auto f = col(row, "ip_address"); !f.is_null()) r.ip_address = f.as<std::string>();
+  const auto location = col(row, "location"), metadata = col(row, "metadata");
+  r.location = location.is_null() ? Json(nullptr) : Json::parse(location.c_str());
+  r.metadata = metadata.is_null() ? Json(nullptr) : Json::parse(metadata.c_str());
+  r.status = core::parse_status(col(row, "status").c_str()).value_or(core::Status::offline);
+  r.last_seen = from_ms(col(row, "last_seen_ms").as<std::int64_t>());
+  r.status_changed_at = from_ms(col(row, "status_changed_ms").as<std::int64_t>());
+  r.created_at = from_ms(col(row, "created_ms").as<std::int64_t>());
+  r.updated_at = from_ms(col(row, "updated_ms").as<std::int64_t>());
+  if (const auto f = col(row, "offline_after"); !f.is_null()) r.offline_after = core::Seconds{f.as<std::int64_t>()};
+  return r;
+}
 
-  StoredStatus read(const pqxx::row& row) const {
-    StoredStatus s;
-    s.document.device_id = *core::parse_device_id(row[id].c_str());
-    s.document.name = row[name].as<std::string>();
-    s.document.device_type = row[device_type].as<std::string>();
-    s.document.hardware_id = row[hardware_id].as<std::string>();
-    s.document.status = core::parse_status(row[status].c_str()).value_or(core::Status::offline);
-    s.document.last_seen = from_ms(row[last_seen_ms].as<std::int64_t>());
-    s.document.changed_at = from_ms(row[status_changed_ms].as<std::int64_t>());
-    s.document.reason = core::parse_reason(row[status_reason].c_str()).value_or(core::Reason::admin);
-    s.seq = row[status_seq].as<std::int64_t>();
-    return s;
-  }
+// A status document and its outbox seq (write_states.sql, unpublished.sql,
+// all_statuses.sql, load_states.sql).
+StoredStatus read_status(const pqxx::row& row, Columns& col) {
+  StoredStatus s;
+  auto& d = s.document;
+  d.device_id = *core::parse_device_id(col(row, "id").c_str());
+  d.name = col(row, "name").as<std::string>();
+  d.device_type = col(row, "device_type").as<std::string>();
+  d.hardware_id = col(row, "hardware_id").as<std::string>();
+  d.status = core::parse_status(col(row, "status").c_str()).value_or(core::Status::offline);
+  d.last_seen = from_ms(col(row, "last_seen_ms").as<std::int64_t>());
+  d.changed_at = from_ms(col(row, "status_changed_ms").as<std::int64_t>());
+  d.reason = core::parse_reason(col(row, "status_reason").c_str()).value_or(core::Reason::admin);
+  s.seq = col(row, "status_seq").as<std::int64_t>();
+  return s;
+}
 
-  Column id, name, device_type, hardware_id, status, last_seen_ms, status_changed_ms, status_reason, status_seq;
-};
-
-template <class Columns>
-auto read_rows(const pqxx::result& rows) {
-  const Columns columns(rows);
-  std::vector<decltype(columns.read(rows[0]))> out;
+// Every row of a result, read by `read` (read_record or read_status).
+template <class Read>
+auto read_all(const pqxx::result& rows, Read read) {
+  Columns col(rows);
+  std::vector<std::invoke_result_t<Read, const pqxx::row&, Columns&>> out;
   out.reserve(rows.size());
-  for (const auto& row : rows) out.push_back(columns.read(row));
+  for (const auto& row : rows) out.push_back(read(row, col));
   return out;
 }
 
@@ -197,10 +181,11 @@ std::vector<StoredStatus> exec_write_states(pqxx::transaction_base& tx, const st
     ord.add(static_cast<std::int64_t>(i));
     session.add(w.state.presence_session);
   }
-  return read_rows<StatusColumns>(tx.exec_prepared("write_states", ids.str(), connected.str(), reported_error.str(),
-                                                   maintenance.str(), status.str(), last_seen.str(), reason.str(),
-                                                   from.str(), at.str(), offline_after.str(), ord.str(),
-                                                   session.str()));
+  const auto rows =
+      tx.exec_prepared("write_states", ids.str(), connected.str(), reported_error.str(), maintenance.str(),
+                       status.str(), last_seen.str(), reason.str(), from.str(), at.str(), offline_after.str(),
+                       ord.str(), session.str());
+  return read_all(rows, read_status);
 }
 
 }  // namespace
@@ -256,7 +241,7 @@ Result<DeviceRecord> DeviceStore::register_device(const core::Registration& r, T
                                    opt(r.ip_address), opt(json_text(r.location)), opt(json_text(r.metadata)),
                                    to_ms(now), opt(seconds_text(r.offline_after)));
       if (!rows.empty()) {
-        auto record = read_rows<RecordColumns>(rows).front();
+        auto record = read_all(rows, read_record).front();
         if (secret)
           tx.exec_prepared("insert_credential", record.id.to_string(), secret->salt, secret->hash, to_ms(now));
         tx.commit();
@@ -278,7 +263,7 @@ Result<DeviceRecord> DeviceStore::register_device(const core::Registration& r, T
 Result<DeviceRecord> DeviceStore::get(const DeviceId& id) {
   return guarded("get", [&](pqxx::connection& c) -> Result<DeviceRecord> {
     pqxx::read_transaction tx(c);
-    auto records = read_rows<RecordColumns>(find_by_id(tx, id));
+    auto records = read_all(find_by_id(tx, id), read_record);
     if (records.empty()) return Error{ErrorKind::not_found, "", "no device with id " + id.to_string()};
     return records.front();
   });
@@ -288,7 +273,7 @@ Result<DeviceRecord> DeviceStore::get_by_hardware_id(const std::string& hardware
   return guarded("get_by_hardware_id", [&](pqxx::connection& c) -> Result<DeviceRecord> {
     pqxx::read_transaction tx(c);
     auto records =
-        read_rows<RecordColumns>(tx.exec_prepared("find_devices", null, null, null, hardware_id, null, null, 1, 0));
+        read_all(tx.exec_prepared("find_devices", null, null, null, hardware_id, null, null, 1, 0), read_record);
     if (records.empty()) return Error{ErrorKind::not_found, "hardware_id", "no device with this hardware_id"};
     return records.front();
   });
@@ -310,7 +295,7 @@ Result<core::Done> DeviceStore::list(const ListQuery& q,
       auto rows = tx.exec_prepared("find_devices", null, opt(q.status), opt(q.device_type), opt(q.hardware_id),
                                    opt(after_created_at), opt(after_id), n, offset);
       offset = 0;
-      const auto records = read_rows<RecordColumns>(rows);
+      const auto records = read_all(rows, read_record);
       if (!records.empty() && !page(records)) break;  // the caller stopped (its client went away)
       if (static_cast<std::int64_t>(rows.size()) < n) break;
       remaining -= n;
@@ -396,7 +381,7 @@ Result<std::pair<DeviceRecord, std::optional<StoredStatus>>> DeviceStore::apply_
       auto stored = exec_write_states(tx, {*state}, now);
       if (!stored.empty()) transition = stored.front();
     }
-    auto records = read_rows<RecordColumns>(find_by_id(tx, id));
+    auto records = read_all(find_by_id(tx, id), read_record);
     tx.commit();
     return Out{records.at(0), transition};
   });
@@ -408,22 +393,20 @@ Result<std::size_t> DeviceStore::load_states(const std::function<void(const std:
     pqxx::icursorstream cursor(tx, statement_sql("load_states"), "load_states", 50000);
     std::size_t total = 0;
     for (pqxx::result rows; cursor >> rows;) {
-      const StatusColumns status(rows);
-      const Column connected = rows.column_number("connected"), reported_error = rows.column_number("reported_error"),
-                   maintenance = rows.column_number("maintenance"), offline_after = rows.column_number("offline_after"),
-                   presence_session = rows.column_number("presence_session");
+      Columns col(rows);
       std::vector<LoadedDevice> devices;
       devices.reserve(rows.size());
       for (const auto& row : rows) {
         LoadedDevice d;
-        d.status = status.read(row);
+        d.status = read_status(row, col);
         d.id = d.status.document.device_id;
-        d.state.connected = row[connected].as<bool>();
-        d.state.reported_error = row[reported_error].as<bool>();
-        d.state.maintenance = row[maintenance].as<bool>();
+        d.state.connected = col(row, "connected").as<bool>();
+        d.state.reported_error = col(row, "reported_error").as<bool>();
+        d.state.maintenance = col(row, "maintenance").as<bool>();
         d.state.last_seen = d.status.document.last_seen;
-        if (!row[offline_after].is_null()) d.state.offline_after = core::Seconds{row[offline_after].as<std::int64_t>()};
-        d.state.presence_session = row[presence_session].as<std::int64_t>();
+        if (const auto f = col(row, "offline_after"); !f.is_null())
+          d.state.offline_after = core::Seconds{f.as<std::int64_t>()};
+        d.state.presence_session = col(row, "presence_session").as<std::int64_t>();
         devices.push_back(d);
       }
       total += devices.size();
@@ -437,14 +420,14 @@ Result<std::size_t> DeviceStore::load_states(const std::function<void(const std:
 Result<std::vector<StoredStatus>> DeviceStore::unpublished(std::size_t limit) {
   return guarded("unpublished", [&](pqxx::connection& c) -> Result<std::vector<StoredStatus>> {
     pqxx::read_transaction tx(c);
-    return read_rows<StatusColumns>(tx.exec_prepared("unpublished", static_cast<std::int64_t>(limit)));
+    return read_all(tx.exec_prepared("unpublished", static_cast<std::int64_t>(limit)), read_status);
   });
 }
 
 Result<std::vector<StoredStatus>> DeviceStore::all_statuses() {
   return guarded("all_statuses", [&](pqxx::connection& c) -> Result<std::vector<StoredStatus>> {
     pqxx::read_transaction tx(c);
-    return read_rows<StatusColumns>(tx.exec_prepared("all_statuses"));
+    return read_all(tx.exec_prepared("all_statuses"), read_status);
   });
 }
 

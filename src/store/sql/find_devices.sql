@@ -17,5 +17,5 @@ WHERE ($1::uuid IS NULL OR id = $1::uuid)
   AND ($3::text IS NULL OR device_type = $3::text)
   AND ($4::text IS NULL OR hardware_id = $4::text)
   AND ($5::timestamptz IS NULL OR (created_at, id) > ($5::timestamptz, $6::uuid))
-ORDER BY created_at, id
+ORDER BY devices.created_at, devices.id  -- the table's id (uuid), not the text column of the same name
 LIMIT $7::bigint OFFSET $8::bigint
