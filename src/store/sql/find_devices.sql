@@ -1,10 +1,7 @@
--- Devices in list order (created_at, id), each filter applied when not NULL (GET /devices, GET
--- /devices/{id}, look-up by hardware_id). $1 id (uuid), $2 status, $3 device_type, $4 hardware_id,
--- $5/$6 keyset: only rows after (created_at $5 as text, id $6) of the previous page, $7 limit, $8
--- offset. Returns records, with page_cursor: created_at exactly as stored (microseconds) for the next
--- page's $5.
--- Every execution is planned with its values (plan_cache_mode = force_custom_plan), so a NULL filter
--- folds away and the matching index is used.
+-- Devices in list order, each filter applied when not NULL (list, get, by hardware_id): $1 id, $2 status,
+-- $3 device_type, $4 hardware_id, $5/$6 keyset (the previous page's last page_cursor and id), $7 limit,
+-- $8 offset. page_cursor is created_at exactly as stored (microseconds). Planned per execution
+-- (force_custom_plan), so an absent filter folds away and the matching index serves the order.
 SELECT id::text AS id, name, device_type, hardware_id, firmware_version, ip_address, location::text AS location,
        metadata::text AS metadata, status, (extract(epoch from last_seen) * 1000)::bigint AS last_seen_ms,
        (extract(epoch from status_changed_at) * 1000)::bigint AS status_changed_ms,

@@ -1,10 +1,8 @@
--- State changes of many devices in one statement (the owner's batches and PATCH): flags, status,
--- offline_after, last_seen and presence_session (never back); a row with a reason is a transition:
--- status_changed_at, status_reason, status_seq + 1 and a history row. $1 ids uuid[], $2 connected
--- bool[], $3 reported_error bool[], $4 maintenance bool[], $5 status text[], $6 last_seen_ms bigint[],
--- $7 reason text[] (NULL: no transition), $8 from_status text[], $9 at_ms bigint[] (transition time,
--- or updated_at), $10 offline_after int[], $11 ord int[] (batch order), $12 session bigint[]. Returns
--- the stored transitions in batch order.
+-- State changes of many devices, the owner's batches and PATCH alike; a row with a reason is a
+-- transition (status_changed_at, status_reason, status_seq + 1, a history row). $1 ids uuid[], $2 connected,
+-- $3 reported_error, $4 maintenance bool[], $5 status text[], $6 last_seen_ms bigint[], $7 reason text[]
+-- (NULL: none), $8 from_status text[], $9 at_ms bigint[] (transition or update time), $10 offline_after int[],
+-- $11 ord int[], $12 session bigint[]. Returns the stored transitions in batch (ord) order.
 WITH input AS (
   SELECT * FROM unnest($1::uuid[], $2::bool[], $3::bool[], $4::bool[], $5::text[], $6::bigint[],
                        $7::text[], $8::text[], $9::bigint[], $10::int[], $11::int[], $12::bigint[])
