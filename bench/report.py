@@ -9,7 +9,7 @@ table and write the JSON file. Standard library only.
     report.py timeouts ARRIVALS DEADLINE_MS COUNT
     report.py wrk OUTPUT                      wrk --latency output -> JSON
     report.py pgbench OUTPUT                  pgbench -r output -> JSON
-    report.py flush-statement SOURCE          the service's flush_last_seen SQL
+    report.py flush-statement SQL_FILE        src/store/sql/flush_last_seen.sql for pgbench
     report.py render RAW OUT_JSON [--smoke] [--plot-data FILE]
 """
 import json
@@ -190,17 +190,25 @@ def pgbench(path):
 
 # --- the service's flush statement ------------------------------------------------------------
 
-def flush_statement(source):
-    """The SQL text of c.prepare("flush_last_seen", "..." "...") in device_store.cpp."""
-    text = open(source).read()
-    m = re.search(r'prepare\(\s*"flush_last_seen"\s*,(.*?)\);', text, re.S)
-    if not m:
-        return None
-    literals = re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1))
-    sql = "".join(literals).replace('\\"', '"')
-    if "$1::uuid[]" not in sql or "$4" not in sql or "$5" in sql:
+# The parameters of src/store/sql/flush_last_seen.sql, in order, with their
+# types: the names are the pgbench variables bench/flush_prologue.sql sets.
+FLUSH_PARAMETERS = [("ids", "uuid[]"), ("ms", "bigint[]"), ("session", "bigint[]"),
+                    ("firmware_version", "text[]"), ("ip_address", "text[]"), ("metadata", "text[]")]
+
+
+def flush_statement(path):
+    """The service's flush_last_seen statement as a pgbench command: comment
+    lines dropped, $n replaced by the prologue's variables, ending in ";".
+    None when its parameters are not the ones the prologue binds."""
+    lines = [line for line in open(path).read().splitlines() if not line.lstrip().startswith("--")]
+    sql = "\n".join(lines).strip().rstrip(";")
+    used = sorted({int(n) for n in re.findall(r"\$(\d+)", sql)})
+    if used != list(range(1, len(FLUSH_PARAMETERS) + 1)):
         return None  # a signature this benchmark does not know
-    return sql
+    for n, (_, sql_type) in enumerate(FLUSH_PARAMETERS, 1):
+        if f"${n}::{sql_type}" not in sql:
+            return None
+    return re.sub(r"\$(\d+)", lambda m: ":" + FLUSH_PARAMETERS[int(m.group(1)) - 1][0], sql) + ";"
 
 
 # --- the table ----------------------------------------------------------------------------

@@ -615,11 +615,9 @@ bench_db() {
   fi
   # Batched: the service's own statement, 5,000-row arrays, one client (the
   # service has one flusher thread).
-  if flush_sql="$("${REPORT[@]}" flush-statement "$MAESTRA_REPO/src/store/device_store.cpp")"; then
-    { cat "$MAESTRA_REPO/bench/flush_prologue.sql"
-      # shellcheck disable=SC2016 # literal $1..$4
-      sed -e 's/\$1/:ids/g; s/\$2/:ms/g; s/\$3/:refresh/g; s/\$4/:session/g' <<<"$flush_sql"
-      echo ";"; } >"$dir/flush.sql"
+  # report.py binds its $1..$6 to the variables bench/flush_prologue.sql sets.
+  if flush_sql="$("${REPORT[@]}" flush-statement "$MAESTRA_REPO/src/store/sql/flush_last_seen.sql")"; then
+    { cat "$MAESTRA_REPO/bench/flush_prologue.sql"; printf '%s\n' "$flush_sql"; } >"$dir/flush.sql"
     "$PGBENCH" -h 127.0.0.1 -p "$PG_PORT" -U postgres -n -M prepared -c 1 -T "$PGBENCH_SECONDS" -r \
       -D nbatches="$nbatches" -f "$dir/flush.sql" "$db" >"$dir/batched.txt" 2>&1 ||
       fail_note "pgbench batched: $(tail -n 2 "$dir/batched.txt" | tr '\n' ' ')"
@@ -639,7 +637,8 @@ bench_db() {
     updated="$(db_value "$db" "SELECT count(*) FROM devices WHERE last_seen > now() - interval '$((PGBENCH_SECONDS * 3 + 60)) seconds'")"
     put db.batched.rows_fresh "${updated:-0}"
   else
-    fail_note "database: could not read the flush_last_seen statement from src/store/device_store.cpp"
+    fail_note "database: could not read the flush_last_seen statement from src/store/sql/flush_last_seen.sql" \
+      "(its parameters are not the six bench/flush_prologue.sql binds)"
   fi
   psql_db postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
 }

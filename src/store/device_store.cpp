@@ -1,5 +1,7 @@
-// SQL of the registry: registration, reads, batched state writes, coalesced
-// last_seen flushes, patches, deletion, start-up load and the status outbox.
+// The Store on Postgres: binds parameters to the statements of src/store/sql/
+// (registration, reads, batched state writes, coalesced last_seen flushes,
+// patches, deletion, start-up load, the status outbox) and reads their rows by
+// column name. No SQL text lives here.
 //
 // A note on parameters: batches travel as Postgres array literals of uuids,
 // booleans and epoch milliseconds (built here, no user text inside), unnested
@@ -11,6 +13,8 @@
 // never wait on each other in a cycle (no deadlocks).
 #include "store/device_store.hpp"
 
+#include <stdexcept>
+#include <type_traits>
 #include <unordered_map>
 
 namespace maestra::store {
@@ -22,39 +26,94 @@ using core::Json;
 
 namespace {
 
-constexpr const char* record_columns =
-    "id::text, name, device_type, hardware_id, firmware_version, ip_address, location::text, metadata::text, "
-    "status, (extract(epoch from last_seen) * 1000)::bigint, "
-    "(extract(epoch from status_changed_at) * 1000)::bigint, (extract(epoch from created_at) * 1000)::bigint, "
-    "(extract(epoch from updated_at) * 1000)::bigint, offline_after";
+constexpr const char* null = nullptr;  // a NULL parameter
 
 std::int64_t to_ms(TimePoint t) { return t.time_since_epoch().count(); }
 TimePoint from_ms(std::int64_t ms) { return TimePoint{core::Millis{ms}}; }
 
 const char* opt(const std::optional<std::string>& value) { return value ? value->c_str() : nullptr; }
 
-std::optional<std::string> json_text(const Json& value) {
-  if (value.is_null()) return std::nullopt;
-  return value.dump();
+std::optional<std::string> json_text(const std::optional<Json>& value) {
+  if (!value || value->is_null()) return std::nullopt;
+  return value->dump();
 }
 
-DeviceRecord to_record(const pqxx::row& row) {
+std::optional<std::string> seconds_text(const std::optional<core::Seconds>& value) {
+  if (!value) return std::nullopt;
+  return std::to_string(value->count());
+}
+
+const std::string& statement_sql(const std::string& name) {
+  for (const auto& s : embedded_statements())
+    if (s.name == name) return s.sql;
+  throw std::logic_error("no statement src/store/sql/" + name + ".sql");
+}
+
+// A result's fields by column name, each name looked up once per result rather
+// than once per row (start-up reads a million rows). Names are string literals:
+// the cache compares their addresses; a literal at another address is just
+// looked up again.
+class Columns {
+ public:
+  explicit Columns(const pqxx::result& r) : result_(r) {}
+  pqxx::field operator()(const pqxx::row& row, const char* name) {
+    for (const auto& [known, number] : numbers_)
+      if (known == name) return row[number];
+    numbers_.emplace_back(name, result_.column_number(name));
+    return row[numbers_.back().second];
+  }
+
+ private:
+  const pqxx::result& result_;
+  std::vector<std::pair<const char*, pqxx::row::size_type>> numbers_;
+};
+
+// A device record (register.sql, find_devices.sql).
+DeviceRecord read_record(const pqxx::row& row, Columns& col) {
   DeviceRecord r;
-  r.id = *core::parse_device_id(row[0].c_str());
-  r.name = row[1].as<std::string>();
-  r.device_type = row[2].as<std::string>();
-  r.hardware_id = row[3].as<std::string>();
-  if (!row[4].is_null()) r.firmware_version = row[4].as<std::string>();
-  if (!row[5].is_null()) r.ip_address = row[5].as<std::string>();
-  r.location = row[6].is_null() ? Json(nullptr) : Json::parse(row[6].c_str());
-  r.metadata = row[7].is_null() ? Json(nullptr) : Json::parse(row[7].c_str());
-  r.status = core::parse_status(row[8].c_str()).value_or(core::Status::offline);
-  r.last_seen = from_ms(row[9].as<std::int64_t>());
-  r.status_changed_at = from_ms(row[10].as<std::int64_t>());
-  r.created_at = from_ms(row[11].as<std::int64_t>());
-  r.updated_at = from_ms(row[12].as<std::int64_t>());
-  if (!row[13].is_null()) r.offline_after = core::Seconds{row[13].as<std::int64_t>()};
+  r.id = *core::parse_device_id(col(row, "id").c_str());
+  r.name = col(row, "name").as<std::string>();
+  r.device_type = col(row, "device_type").as<std::string>();
+  r.hardware_id = col(row, "hardware_id").as<std::string>();
+  if (const auto f = col(row, "firmware_version"); !f.is_null()) r.firmware_version = f.as<std::string>();
+  if (const auto f = col(row, "ip_address"); !f.is_null()) r.ip_address = f.as<std::string>();
+  const auto location = col(row, "location"), metadata = col(row, "metadata");
+  r.location = location.is_null() ? Json(nullptr) : Json::parse(location.c_str());
+  r.metadata = metadata.is_null() ? Json(nullptr) : Json::parse(metadata.c_str());
+  r.status = core::parse_status(col(row, "status").c_str()).value_or(core::Status::offline);
+  r.last_seen = from_ms(col(row, "last_seen_ms").as<std::int64_t>());
+  r.status_changed_at = from_ms(col(row, "status_changed_ms").as<std::int64_t>());
+  r.created_at = from_ms(col(row, "created_ms").as<std::int64_t>());
+  r.updated_at = from_ms(col(row, "updated_ms").as<std::int64_t>());
+  if (const auto f = col(row, "offline_after"); !f.is_null()) r.offline_after = core::Seconds{f.as<std::int64_t>()};
   return r;
+}
+
+// A status document and its outbox seq (write_states.sql, unpublished.sql,
+// all_statuses.sql, load_states.sql).
+StoredStatus read_status(const pqxx::row& row, Columns& col) {
+  StoredStatus s;
+  auto& d = s.document;
+  d.device_id = *core::parse_device_id(col(row, "id").c_str());
+  d.name = col(row, "name").as<std::string>();
+  d.device_type = col(row, "device_type").as<std::string>();
+  d.hardware_id = col(row, "hardware_id").as<std::string>();
+  d.status = core::parse_status(col(row, "status").c_str()).value_or(core::Status::offline);
+  d.last_seen = from_ms(col(row, "last_seen_ms").as<std::int64_t>());
+  d.changed_at = from_ms(col(row, "status_changed_ms").as<std::int64_t>());
+  d.reason = core::parse_reason(col(row, "status_reason").c_str()).value_or(core::Reason::admin);
+  s.seq = col(row, "status_seq").as<std::int64_t>();
+  return s;
+}
+
+// Every row of a result, read by `read` (read_record or read_status).
+template <class Read>
+auto read_all(const pqxx::result& rows, Read read) {
+  Columns col(rows);
+  std::vector<std::invoke_result_t<Read, const pqxx::row&, Columns&>> out;
+  out.reserve(rows.size());
+  for (const auto& row : rows) out.push_back(read(row, col));
+  return out;
 }
 
 // Array literals. A uuid, boolean, integer or one of our fixed status/reason
@@ -82,6 +141,52 @@ class ArrayLiteral {
  private:
   std::string text_ = "{";
 };
+
+// Devices by id, or by hardware_id (find_devices.sql with one filter).
+pqxx::result find_by_id(pqxx::transaction_base& tx, const DeviceId& id) {
+  return tx.exec_prepared("find_devices", id.to_string(), null, null, null, null, null, 1, 0);
+}
+
+// write_states.sql over a batch. A write without a transition sets updated_at to
+// `untransitioned_at` when given (PATCH: now), else to the device's last_seen.
+// Returns the stored transitions in batch order.
+std::vector<StoredStatus> exec_write_states(pqxx::transaction_base& tx, const std::vector<StateWrite>& batch,
+                                            std::optional<TimePoint> untransitioned_at) {
+  ArrayLiteral ids, connected, reported_error, maintenance, status, last_seen, reason, from, at, offline_after, ord,
+      session;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const auto& w = batch[i];
+    ids.add(w.id.to_string());
+    connected.add_bool(w.state.connected);
+    reported_error.add_bool(w.state.reported_error);
+    maintenance.add_bool(w.state.maintenance);
+    status.add(core::to_string(w.state.status()));
+    last_seen.add(to_ms(w.state.last_seen));
+    if (w.transition) {
+      reason.add(core::to_string(w.transition->reason));
+      if (w.transition->from)
+        from.add(core::to_string(*w.transition->from));
+      else
+        from.add_null();
+      at.add(to_ms(w.transition->at));
+    } else {
+      reason.add_null();
+      from.add_null();
+      at.add(to_ms(untransitioned_at.value_or(w.state.last_seen)));
+    }
+    if (w.state.offline_after)
+      offline_after.add(w.state.offline_after->count());
+    else
+      offline_after.add_null();
+    ord.add(static_cast<std::int64_t>(i));
+    session.add(w.state.presence_session);
+  }
+  const auto rows =
+      tx.exec_prepared("write_states", ids.str(), connected.str(), reported_error.str(), maintenance.str(),
+                       status.str(), last_seen.str(), reason.str(), from.str(), at.str(), offline_after.str(),
+                       ord.str(), session.str());
+  return read_all(rows, read_status);
+}
 
 }  // namespace
 
@@ -121,129 +226,22 @@ auto DeviceStore::guarded(const char* what, Fn&& fn) -> decltype(fn(std::declval
 void DeviceStore::prepare_statements(pqxx::connection& c) {
   // The batched statements take arrays whose size varies from 1 to tens of
   // thousands: a generic plan (chosen after five executions) turns the id joins
-  // into nested loops, quadratic in the batch size. Plan each execution.
+  // into nested loops, quadratic in the batch size. Plan each execution (which
+  // also folds find_devices.sql's absent filters away).
   c.set_variable("plan_cache_mode", "force_custom_plan");
-  c.prepare("register",
-            std::string("WITH ins AS ("
-                        " INSERT INTO devices (name, device_type, hardware_id, firmware_version, ip_address,"
-                        "  location, metadata, status, connected, last_seen, status_changed_at, status_reason,"
-                        "  offline_after, created_at, updated_at)"
-                        " SELECT $1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, 'online', true,"
-                        "  to_timestamp($8::bigint / 1000.0), to_timestamp($8::bigint / 1000.0), 'registered', $9,"
-                        "  to_timestamp($8::bigint / 1000.0), to_timestamp($8::bigint / 1000.0)"
-                        " WHERE NOT EXISTS (SELECT 1 FROM blocked_hardware_ids WHERE hardware_id = $3)"
-                        " ON CONFLICT (hardware_id) DO NOTHING RETURNING *),"
-                        " hist AS (INSERT INTO device_status_history (device_id, from_status, to_status, reason, at)"
-                        "  SELECT id, NULL, 'online', 'registered', created_at FROM ins)"
-                        " SELECT ") +
-                record_columns + " FROM ins");
-  c.prepare("get", std::string("SELECT ") + record_columns + " FROM devices WHERE id = $1::uuid");
-  c.prepare("get_by_hardware_id", std::string("SELECT ") + record_columns + " FROM devices WHERE hardware_id = $1");
-  c.prepare("id_by_hardware_id", "SELECT id::text FROM devices WHERE hardware_id = $1");
-  c.prepare("is_blocked", "SELECT 1 FROM blocked_hardware_ids WHERE hardware_id = $1");
-  c.prepare("insert_credential",
-            "INSERT INTO device_credentials (device_id, salt, password_hash, created_at)"
-            " VALUES ($1::uuid, $2, $3, to_timestamp($4::bigint / 1000.0))");
-  c.prepare("credential", "SELECT salt, password_hash FROM device_credentials WHERE device_id = $1::uuid");
-  c.prepare("set_credential",
-            "INSERT INTO device_credentials (device_id, salt, password_hash, created_at)"
-            " VALUES ($1::uuid, $2, $3, to_timestamp($4::bigint / 1000.0))"
-            " ON CONFLICT (device_id) DO UPDATE SET salt = excluded.salt, password_hash = excluded.password_hash,"
-            " rotated_at = excluded.created_at");
-  c.prepare("flush_last_seen",
-            "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],"
-            "  $6::text[]) AS u(id, ms, session, firmware_version, ip_address, metadata)),"
-            " locked AS (SELECT d.id FROM devices d JOIN u ON d.id = u.id ORDER BY d.id FOR UPDATE OF d)"
-            " UPDATE devices d SET last_seen = GREATEST(d.last_seen, to_timestamp(u.ms / 1000.0)),"
-            "  presence_session = GREATEST(d.presence_session, u.session),"
-            "  firmware_version = COALESCE(u.firmware_version, d.firmware_version),"
-            "  ip_address = COALESCE(u.ip_address, d.ip_address),"
-            "  metadata = COALESCE(u.metadata::jsonb, d.metadata),"
-            "  updated_at = CASE WHEN u.firmware_version IS NULL AND u.ip_address IS NULL AND u.metadata IS NULL"
-            "   THEN d.updated_at ELSE GREATEST(d.updated_at, to_timestamp(u.ms / 1000.0)) END"
-            " FROM u WHERE d.id = u.id AND d.id IN (SELECT id FROM locked)"
-            "  AND (d.last_seen < to_timestamp(u.ms / 1000.0) OR d.presence_session < u.session"
-            "   OR u.firmware_version IS NOT NULL OR u.ip_address IS NOT NULL OR u.metadata IS NOT NULL)");
-  c.prepare("write_states",
-            "WITH input AS ("
-            " SELECT * FROM unnest($1::uuid[], $2::bool[], $3::bool[], $4::bool[], $5::text[], $6::bigint[],"
-            "  $7::text[], $8::text[], $9::bigint[], $10::int[], $11::int[], $12::bigint[])"
-            "  AS u(id, connected, reported_error, maintenance, status, last_seen_ms, reason, from_status, at_ms,"
-            "       offline_after, ord, session)),"
-            " locked AS (SELECT d.id FROM devices d JOIN input u ON d.id = u.id ORDER BY d.id FOR UPDATE OF d),"
-            " upd AS ("
-            " UPDATE devices d SET connected = u.connected, reported_error = u.reported_error,"
-            "  maintenance = u.maintenance, status = u.status, offline_after = u.offline_after,"
-            "  presence_session = GREATEST(d.presence_session, u.session),"
-            "  last_seen = GREATEST(d.last_seen, to_timestamp(u.last_seen_ms / 1000.0)),"
-            "  status_changed_at = CASE WHEN u.reason IS NULL THEN d.status_changed_at"
-            "                      ELSE to_timestamp(u.at_ms / 1000.0) END,"
-            "  status_reason = COALESCE(u.reason, d.status_reason),"
-            "  status_seq = d.status_seq + CASE WHEN u.reason IS NULL THEN 0 ELSE 1 END,"
-            "  updated_at = to_timestamp(u.at_ms / 1000.0)"
-            " FROM input u WHERE d.id = u.id AND d.id IN (SELECT id FROM locked)"
-            " RETURNING d.id, d.name, d.device_type, d.hardware_id, d.status,"
-            "  (extract(epoch from d.last_seen) * 1000)::bigint AS last_seen_ms,"
-            "  (extract(epoch from d.status_changed_at) * 1000)::bigint AS changed_ms, d.status_reason,"
-            "  d.status_seq, u.reason IS NOT NULL AS transitioned, u.from_status, u.ord, d.status_changed_at),"
-            " hist AS (INSERT INTO device_status_history (device_id, from_status, to_status, reason, at)"
-            "  SELECT id, from_status, status, status_reason, status_changed_at FROM upd WHERE transitioned)"
-            " SELECT id::text, name, device_type, hardware_id, status, last_seen_ms, changed_ms, status_reason,"
-            "  status_seq FROM upd WHERE transitioned ORDER BY ord");
-  c.prepare("mark_published",
-            "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::bigint[]) AS u(id, seq)),"
-            " locked AS (SELECT d.id FROM devices d JOIN u ON d.id = u.id ORDER BY d.id FOR UPDATE OF d)"
-            " UPDATE devices d SET published_seq = u.seq FROM u"
-            " WHERE d.id = u.id AND d.id IN (SELECT id FROM locked) AND d.published_seq < u.seq");
-  c.prepare("unpublished",
-            "SELECT id::text, name, device_type, hardware_id, status,"
-            " (extract(epoch from last_seen) * 1000)::bigint, (extract(epoch from status_changed_at) * 1000)::bigint,"
-            " status_reason, status_seq FROM devices WHERE status_seq <> published_seq LIMIT $1");
-  c.prepare("all_statuses",
-            "SELECT id::text, name, device_type, hardware_id, status,"
-            " (extract(epoch from last_seen) * 1000)::bigint, (extract(epoch from status_changed_at) * 1000)::bigint,"
-            " status_reason, status_seq FROM devices ORDER BY status_changed_at");
-  c.prepare("delete",
-            "WITH d AS (DELETE FROM devices WHERE id = $1::uuid RETURNING id, hardware_id),"
-            " t AS (INSERT INTO retained_clears (device_id, deleted_at) SELECT id, now() FROM d"
-            "  ON CONFLICT (device_id) DO NOTHING)"
-            " SELECT hardware_id FROM d");
-  c.prepare("pending_clears", "SELECT device_id::text FROM retained_clears ORDER BY deleted_at LIMIT $1");
-  c.prepare("clears_done", "DELETE FROM retained_clears WHERE device_id = ANY($1::uuid[])");
-  c.prepare("history",
-            "SELECT from_status, to_status, reason, (extract(epoch from at) * 1000)::bigint"
-            " FROM device_status_history WHERE device_id = $1::uuid ORDER BY at DESC, id DESC LIMIT $2");
+  for (const auto& s : embedded_statements()) c.prepare(s.name, s.sql);
 }
-
-namespace {
-StoredStatus to_stored_status(const pqxx::row& row) {
-  StoredStatus s;
-  s.document.device_id = *core::parse_device_id(row[0].c_str());
-  s.document.name = row[1].as<std::string>();
-  s.document.device_type = row[2].as<std::string>();
-  s.document.hardware_id = row[3].as<std::string>();
-  s.document.status = core::parse_status(row[4].c_str()).value_or(core::Status::offline);
-  s.document.last_seen = from_ms(row[5].as<std::int64_t>());
-  s.document.changed_at = from_ms(row[6].as<std::int64_t>());
-  s.document.reason = core::parse_reason(row[7].c_str()).value_or(core::Reason::admin);
-  s.seq = row[8].as<std::int64_t>();
-  return s;
-}
-}  // namespace
 
 Result<DeviceRecord> DeviceStore::register_device(const core::Registration& r, TimePoint now,
                                                   const std::optional<StoredSecret>& secret) {
   return guarded("register", [&](pqxx::connection& c) -> Result<DeviceRecord> {
     for (int attempt = 0; attempt < 3; ++attempt) {
       pqxx::work tx(c);
-      const auto location = json_text(r.location);
-      const auto metadata = json_text(r.metadata);
-      const auto offline_after = r.offline_after ? std::optional<std::string>(std::to_string(r.offline_after->count()))
-                                                 : std::nullopt;
       auto rows = tx.exec_prepared("register", r.name, r.device_type, r.hardware_id, opt(r.firmware_version),
-                                   opt(r.ip_address), opt(location), opt(metadata), to_ms(now), opt(offline_after));
+                                   opt(r.ip_address), opt(json_text(r.location)), opt(json_text(r.metadata)),
+                                   to_ms(now), opt(seconds_text(r.offline_after)));
       if (!rows.empty()) {
-        auto record = to_record(rows[0]);
+        auto record = read_all(rows, read_record).front();
         if (secret)
           tx.exec_prepared("insert_credential", record.id.to_string(), secret->salt, secret->hash, to_ms(now));
         tx.commit();
@@ -255,7 +253,7 @@ Result<DeviceRecord> DeviceStore::register_device(const core::Registration& r, T
       tx.commit();
       if (!existing.empty())
         return Error{ErrorKind::conflict, "hardware_id", "a device with this hardware_id is already registered",
-                     existing[0][0].as<std::string>()};
+                     existing[0]["id"].as<std::string>()};
       // Deleted between the insert and the look-up: try again.
     }
     return Error{ErrorKind::unavailable, "", "registration kept racing with deletion"};
@@ -265,18 +263,19 @@ Result<DeviceRecord> DeviceStore::register_device(const core::Registration& r, T
 Result<DeviceRecord> DeviceStore::get(const DeviceId& id) {
   return guarded("get", [&](pqxx::connection& c) -> Result<DeviceRecord> {
     pqxx::read_transaction tx(c);
-    auto rows = tx.exec_prepared("get", id.to_string());
-    if (rows.empty()) return Error{ErrorKind::not_found, "", "no device with id " + id.to_string()};
-    return to_record(rows[0]);
+    auto records = read_all(find_by_id(tx, id), read_record);
+    if (records.empty()) return Error{ErrorKind::not_found, "", "no device with id " + id.to_string()};
+    return records.front();
   });
 }
 
 Result<DeviceRecord> DeviceStore::get_by_hardware_id(const std::string& hardware_id) {
   return guarded("get_by_hardware_id", [&](pqxx::connection& c) -> Result<DeviceRecord> {
     pqxx::read_transaction tx(c);
-    auto rows = tx.exec_prepared("get_by_hardware_id", hardware_id);
-    if (rows.empty()) return Error{ErrorKind::not_found, "hardware_id", "no device with this hardware_id"};
-    return to_record(rows[0]);
+    auto records =
+        read_all(tx.exec_prepared("find_devices", null, null, null, hardware_id, null, null, 1, 0), read_record);
+    if (records.empty()) return Error{ErrorKind::not_found, "hardware_id", "no device with this hardware_id"};
+    return records.front();
   });
 }
 
@@ -284,32 +283,25 @@ Result<core::Done> DeviceStore::list(const ListQuery& q,
                                      const std::function<bool(const std::vector<DeviceRecord>&)>& page) {
   return guarded("list", [&](pqxx::connection& c) -> Result<core::Done> {
     pqxx::read_transaction tx(c);
-    std::string where = "TRUE";
-    if (q.status) where += " AND status = " + tx.quote(*q.status);
-    if (q.device_type) where += " AND device_type = " + tx.quote(*q.device_type);
-    if (q.hardware_id) where += " AND hardware_id = " + tx.quote(*q.hardware_id);
     constexpr std::int64_t page_size = 1000;
     std::int64_t remaining = q.limit.value_or(INT64_MAX);
     std::int64_t offset = q.offset;
-    std::string after;  // keyset: rows after (created_at, id) of the previous page
+    // Keyset: rows after (created_at, id) of the previous page. The cursor is
+    // created_at exactly as stored (microseconds): the record's millisecond
+    // created_at would repeat rows across a page boundary.
+    std::optional<std::string> after_created_at, after_id;
     while (remaining > 0) {
       const std::int64_t n = std::min(remaining, page_size);
-      // The keyset cursor is created_at exactly as stored (microseconds): the
-      // record's millisecond created_at would repeat rows across a page boundary.
-      std::string sql = std::string("SELECT ") + record_columns + ", created_at::text AS page_cursor FROM devices WHERE " +
-                        where + after + " ORDER BY created_at, id LIMIT " + std::to_string(n);
-      if (offset > 0) sql += " OFFSET " + std::to_string(offset);
-      auto rows = tx.exec(sql);
+      auto rows = tx.exec_prepared("find_devices", null, opt(q.status), opt(q.device_type), opt(q.hardware_id),
+                                   opt(after_created_at), opt(after_id), n, offset);
       offset = 0;
-      std::vector<DeviceRecord> records;
-      records.reserve(rows.size());
-      for (const auto& row : rows) records.push_back(to_record(row));
+      const auto records = read_all(rows, read_record);
       if (!records.empty() && !page(records)) break;  // the caller stopped (its client went away)
       if (static_cast<std::int64_t>(rows.size()) < n) break;
       remaining -= n;
-      const auto& last = rows[rows.size() - 1];
-      after = " AND (created_at, id) > (" + tx.quote(last["page_cursor"].as<std::string>()) + "::timestamptz, " +
-              tx.quote(last[0].as<std::string>()) + "::uuid)";
+      const auto last = rows[rows.size() - 1];
+      after_created_at = last["page_cursor"].as<std::string>();
+      after_id = last["id"].as<std::string>();
     }
     return core::Done{};
   });
@@ -321,10 +313,10 @@ Result<std::vector<HistoryEntry>> DeviceStore::history(const DeviceId& id, int l
     std::vector<HistoryEntry> entries;
     for (const auto& row : tx.exec_prepared("history", id.to_string(), limit)) {
       HistoryEntry e;
-      if (!row[0].is_null()) e.from = core::parse_status(row[0].c_str());
-      e.to = core::parse_status(row[1].c_str()).value_or(core::Status::offline);
-      e.reason = row[2].as<std::string>();
-      e.at = from_ms(row[3].as<std::int64_t>());
+      if (!row["from_status"].is_null()) e.from = core::parse_status(row["from_status"].c_str());
+      e.to = core::parse_status(row["to_status"].c_str()).value_or(core::Status::offline);
+      e.reason = row["reason"].as<std::string>();
+      e.at = from_ms(row["at_ms"].as<std::int64_t>());
       entries.push_back(std::move(e));
     }
     return entries;
@@ -337,50 +329,16 @@ Result<std::string> DeviceStore::remove(const DeviceId& id) {
     auto rows = tx.exec_prepared("delete", id.to_string());
     tx.commit();
     if (rows.empty()) return Error{ErrorKind::not_found, "", "no device with id " + id.to_string()};
-    return rows[0][0].as<std::string>();
+    return rows[0]["hardware_id"].as<std::string>();
   });
 }
 
 Result<std::vector<StoredStatus>> DeviceStore::write_states(const std::vector<StateWrite>& batch) {
   if (batch.empty()) return std::vector<StoredStatus>{};
   return guarded("write_states", [&](pqxx::connection& c) -> Result<std::vector<StoredStatus>> {
-    ArrayLiteral ids, connected, reported_error, maintenance, status, last_seen, reason, from, at, offline_after, ord,
-        session;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      const auto& w = batch[i];
-      ids.add(w.id.to_string());
-      connected.add_bool(w.state.connected);
-      reported_error.add_bool(w.state.reported_error);
-      maintenance.add_bool(w.state.maintenance);
-      status.add(core::to_string(w.state.status()));
-      last_seen.add(to_ms(w.state.last_seen));
-      if (w.transition) {
-        reason.add(core::to_string(w.transition->reason));
-        if (w.transition->from)
-          from.add(core::to_string(*w.transition->from));
-        else
-          from.add_null();
-        at.add(to_ms(w.transition->at));
-      } else {
-        reason.add_null();
-        from.add_null();
-        at.add(to_ms(w.state.last_seen));
-      }
-      if (w.state.offline_after)
-        offline_after.add(w.state.offline_after->count());
-      else
-        offline_after.add_null();
-      ord.add(static_cast<std::int64_t>(i));
-      session.add(w.state.presence_session);
-    }
     pqxx::work tx(c);
-    auto rows = tx.exec_prepared("write_states", ids.str(), connected.str(), reported_error.str(), maintenance.str(),
-                                 status.str(), last_seen.str(), reason.str(), from.str(), at.str(),
-                                 offline_after.str(), ord.str(), session.str());
+    auto stored = exec_write_states(tx, batch, std::nullopt);
     tx.commit();
-    std::vector<StoredStatus> stored;
-    stored.reserve(rows.size());
-    for (const auto& row : rows) stored.push_back(to_stored_status(row));
     return stored;
   });
 }
@@ -395,7 +353,7 @@ Result<core::Done> DeviceStore::flush_last_seen(const std::vector<SeenUpdate>& s
       session.add(s.presence_session);
       firmware.add_text(s.firmware_version);
       ip.add_text(s.ip_address);
-      metadata.add_text(s.metadata ? std::optional<std::string>(s.metadata->dump()) : std::nullopt);
+      metadata.add_text(json_text(s.metadata));
     }
     pqxx::work tx(c);
     tx.exec_prepared("flush_last_seen", ids.str(), ms.str(), session.str(), firmware.str(), ip.str(), metadata.str());
@@ -404,86 +362,51 @@ Result<core::Done> DeviceStore::flush_last_seen(const std::vector<SeenUpdate>& s
   });
 }
 
+// The attributes through patch_attributes.sql, the state change and its history
+// row through write_states.sql (the owner's batches' statement), then the record
+// as stored; one transaction.
 Result<std::pair<DeviceRecord, std::optional<StoredStatus>>> DeviceStore::apply_patch(
     const DeviceId& id, const core::DevicePatch& p, const std::optional<StateWrite>& state, TimePoint now) {
   using Out = std::pair<DeviceRecord, std::optional<StoredStatus>>;
   return guarded("patch", [&](pqxx::connection& c) -> Result<Out> {
     pqxx::work tx(c);
-    auto text_or_null = [&](const std::optional<std::string>& v) { return v ? tx.quote(*v) : std::string("NULL"); };
-    std::vector<std::string> sets;
-    if (p.name.present) sets.push_back("name = " + text_or_null(p.name.value));
-    if (p.firmware_version.present) sets.push_back("firmware_version = " + text_or_null(p.firmware_version.value));
-    if (p.ip_address.present) sets.push_back("ip_address = " + text_or_null(p.ip_address.value));
-    if (p.location.present)
-      sets.push_back("location = " + (p.location.value ? tx.quote(p.location.value->dump()) + "::jsonb" : "NULL"));
-    if (p.metadata.present)
-      sets.push_back("metadata = " + (p.metadata.value ? tx.quote(p.metadata.value->dump()) + "::jsonb" : "NULL"));
-    if (p.offline_after.present)
-      sets.push_back("offline_after = " +
-                     (p.offline_after.value ? std::to_string(p.offline_after.value->count()) : std::string("NULL")));
-    const std::string at = "to_timestamp(" + std::to_string(to_ms(now)) + " / 1000.0)";
+    auto updated = tx.exec_prepared(
+        "patch_attributes", id.to_string(), p.name.present, opt(p.name.value), p.firmware_version.present,
+        opt(p.firmware_version.value), p.ip_address.present, opt(p.ip_address.value), p.location.present,
+        opt(json_text(p.location.value)), p.metadata.present, opt(json_text(p.metadata.value)),
+        p.offline_after.present, opt(seconds_text(p.offline_after.value)), to_ms(now));
+    if (updated.empty()) return Error{ErrorKind::not_found, "", "no device with id " + id.to_string()};
+    std::optional<StoredStatus> transition;
     if (state) {
-      const auto& s = state->state;
-      sets.push_back(std::string("connected = ") + (s.connected ? "true" : "false"));
-      sets.push_back(std::string("reported_error = ") + (s.reported_error ? "true" : "false"));
-      sets.push_back(std::string("maintenance = ") + (s.maintenance ? "true" : "false"));
-      sets.push_back("status = " + tx.quote(std::string(core::to_string(s.status()))));
-      if (state->transition) {
-        sets.push_back("status_changed_at = " + at);
-        sets.push_back("status_reason = " + tx.quote(std::string(core::to_string(state->transition->reason))));
-        sets.push_back("status_seq = status_seq + 1");
-      }
+      auto stored = exec_write_states(tx, {*state}, now);
+      if (!stored.empty()) transition = stored.front();
     }
-    sets.push_back("updated_at = " + at);
-    std::string sql = "UPDATE devices SET ";
-    for (std::size_t i = 0; i < sets.size(); ++i) sql += (i ? ", " : "") + sets[i];
-    sql += " WHERE id = " + tx.quote(id.to_string()) + "::uuid RETURNING " + record_columns + ", status_seq";
-    auto rows = tx.exec(sql);
-    if (rows.empty()) return Error{ErrorKind::not_found, "", "no device with id " + id.to_string()};
-    Out out{to_record(rows[0]), std::nullopt};
-    if (state && state->transition) {
-      const auto& t = *state->transition;
-      tx.exec_params(
-          "INSERT INTO device_status_history (device_id, from_status, to_status, reason, at)"
-          " VALUES ($1::uuid, $2, $3, $4, to_timestamp($5::bigint / 1000.0))",
-          id.to_string(), t.from ? std::string(core::to_string(*t.from)).c_str() : nullptr,
-          std::string(core::to_string(t.to)), std::string(core::to_string(t.reason)), to_ms(t.at));
-      StoredStatus s;
-      const auto& r = out.first;
-      s.document = core::StatusDocument{r.id,     r.name,      r.device_type,       r.hardware_id,
-                                        r.status, r.last_seen, r.status_changed_at, t.reason};
-      s.seq = rows[0][14].as<std::int64_t>();
-      out.second = s;
-    }
+    auto records = read_all(find_by_id(tx, id), read_record);
     tx.commit();
-    return out;
+    return Out{records.at(0), transition};
   });
 }
 
 Result<std::size_t> DeviceStore::load_states(const std::function<void(const std::vector<LoadedDevice>&)>& page) {
   return guarded("load_states", [&](pqxx::connection& c) -> Result<std::size_t> {
     pqxx::work tx(c);
-    tx.exec(
-        "DECLARE load_states NO SCROLL CURSOR FOR SELECT id::text, name, device_type, hardware_id, status,"
-        " (extract(epoch from last_seen) * 1000)::bigint, (extract(epoch from status_changed_at) * 1000)::bigint,"
-        " status_reason, status_seq, connected, reported_error, maintenance, offline_after, presence_session"
-        " FROM devices");
+    pqxx::icursorstream cursor(tx, statement_sql("load_states"), "load_states", 50000);
     std::size_t total = 0;
-    while (true) {
-      auto rows = tx.exec("FETCH 50000 FROM load_states");
-      if (rows.empty()) break;
+    for (pqxx::result rows; cursor >> rows;) {
+      Columns col(rows);
       std::vector<LoadedDevice> devices;
       devices.reserve(rows.size());
       for (const auto& row : rows) {
         LoadedDevice d;
-        d.status = to_stored_status(row);
+        d.status = read_status(row, col);
         d.id = d.status.document.device_id;
-        d.state.connected = row[9].as<bool>();
-        d.state.reported_error = row[10].as<bool>();
-        d.state.maintenance = row[11].as<bool>();
+        d.state.connected = col(row, "connected").as<bool>();
+        d.state.reported_error = col(row, "reported_error").as<bool>();
+        d.state.maintenance = col(row, "maintenance").as<bool>();
         d.state.last_seen = d.status.document.last_seen;
-        if (!row[12].is_null()) d.state.offline_after = core::Seconds{row[12].as<std::int64_t>()};
-        d.state.presence_session = row[13].as<std::int64_t>();
+        if (const auto f = col(row, "offline_after"); !f.is_null())
+          d.state.offline_after = core::Seconds{f.as<std::int64_t>()};
+        d.state.presence_session = col(row, "presence_session").as<std::int64_t>();
         devices.push_back(d);
       }
       total += devices.size();
@@ -497,19 +420,14 @@ Result<std::size_t> DeviceStore::load_states(const std::function<void(const std:
 Result<std::vector<StoredStatus>> DeviceStore::unpublished(std::size_t limit) {
   return guarded("unpublished", [&](pqxx::connection& c) -> Result<std::vector<StoredStatus>> {
     pqxx::read_transaction tx(c);
-    std::vector<StoredStatus> out;
-    for (const auto& row : tx.exec_prepared("unpublished", static_cast<std::int64_t>(limit)))
-      out.push_back(to_stored_status(row));
-    return out;
+    return read_all(tx.exec_prepared("unpublished", static_cast<std::int64_t>(limit)), read_status);
   });
 }
 
 Result<std::vector<StoredStatus>> DeviceStore::all_statuses() {
   return guarded("all_statuses", [&](pqxx::connection& c) -> Result<std::vector<StoredStatus>> {
     pqxx::read_transaction tx(c);
-    std::vector<StoredStatus> out;
-    for (const auto& row : tx.exec_prepared("all_statuses")) out.push_back(to_stored_status(row));
-    return out;
+    return read_all(tx.exec_prepared("all_statuses"), read_status);
   });
 }
 
@@ -518,7 +436,7 @@ Result<std::vector<DeviceId>> DeviceStore::pending_clears(std::size_t limit) {
     pqxx::read_transaction tx(c);
     std::vector<DeviceId> out;
     for (const auto& row : tx.exec_prepared("pending_clears", static_cast<std::int64_t>(limit)))
-      if (auto id = core::parse_device_id(row[0].c_str())) out.push_back(*id);
+      if (auto id = core::parse_device_id(row["device_id"].c_str())) out.push_back(*id);
     return out;
   });
 }
@@ -561,7 +479,8 @@ Result<std::optional<StoredSecret>> DeviceStore::credential(const DeviceId& id) 
     pqxx::read_transaction tx(c);
     auto rows = tx.exec_prepared("credential", id.to_string());
     if (rows.empty()) return std::optional<StoredSecret>{};
-    return std::optional<StoredSecret>{StoredSecret{rows[0][0].as<std::string>(), rows[0][1].as<std::string>()}};
+    return std::optional<StoredSecret>{
+        StoredSecret{rows[0]["salt"].as<std::string>(), rows[0]["password_hash"].as<std::string>()}};
   });
 }
 
@@ -578,10 +497,7 @@ Result<core::Done> DeviceStore::block_hardware_id(const std::string& hardware_id
                                                   const std::optional<std::string>& reason, TimePoint now) {
   return guarded("block", [&](pqxx::connection& c) -> Result<core::Done> {
     pqxx::work tx(c);
-    tx.exec_params(
-        "INSERT INTO blocked_hardware_ids (hardware_id, reason, blocked_at) VALUES ($1, $2,"
-        " to_timestamp($3::bigint / 1000.0)) ON CONFLICT (hardware_id) DO UPDATE SET reason = excluded.reason",
-        hardware_id, opt(reason), to_ms(now));
+    tx.exec_prepared("block_hardware_id", hardware_id, opt(reason), to_ms(now));
     tx.commit();
     return core::Done{};
   });
@@ -590,7 +506,7 @@ Result<core::Done> DeviceStore::block_hardware_id(const std::string& hardware_id
 Result<core::Done> DeviceStore::unblock_hardware_id(const std::string& hardware_id) {
   return guarded("unblock", [&](pqxx::connection& c) -> Result<core::Done> {
     pqxx::work tx(c);
-    auto rows = tx.exec_params("DELETE FROM blocked_hardware_ids WHERE hardware_id = $1 RETURNING 1", hardware_id);
+    auto rows = tx.exec_prepared("unblock_hardware_id", hardware_id);
     tx.commit();
     if (rows.empty()) return Error{ErrorKind::not_found, "hardware_id", "this hardware_id is not blocked"};
     return core::Done{};
@@ -601,12 +517,11 @@ Result<std::vector<BlockedHardwareId>> DeviceStore::blocked_hardware_ids() {
   return guarded("blocked", [&](pqxx::connection& c) -> Result<std::vector<BlockedHardwareId>> {
     pqxx::read_transaction tx(c);
     std::vector<BlockedHardwareId> out;
-    for (const auto& row : tx.exec("SELECT hardware_id, reason, (extract(epoch from blocked_at) * 1000)::bigint"
-                                   " FROM blocked_hardware_ids ORDER BY blocked_at, hardware_id")) {
+    for (const auto& row : tx.exec_prepared("blocked_hardware_ids")) {
       BlockedHardwareId b;
-      b.hardware_id = row[0].as<std::string>();
-      if (!row[1].is_null()) b.reason = row[1].as<std::string>();
-      b.blocked_at = from_ms(row[2].as<std::int64_t>());
+      b.hardware_id = row["hardware_id"].as<std::string>();
+      if (!row["reason"].is_null()) b.reason = row["reason"].as<std::string>();
+      b.blocked_at = from_ms(row["blocked_ms"].as<std::int64_t>());
       out.push_back(std::move(b));
     }
     return out;
@@ -616,7 +531,7 @@ Result<std::vector<BlockedHardwareId>> DeviceStore::blocked_hardware_ids() {
 Result<core::Done> DeviceStore::ping() {
   return guarded("ping", [&](pqxx::connection& c) -> Result<core::Done> {
     pqxx::nontransaction tx(c);
-    tx.exec("SELECT 1");
+    tx.exec_prepared("ping");
     return core::Done{};
   });
 }
