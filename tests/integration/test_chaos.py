@@ -14,11 +14,15 @@ checks, for every device, Postgres (status, reason), GET /devices, the retained
 `status` topic, the last history row and the count of history rows per reason
 against it.
 
-Known, not asserted yet (issue 11 point 2, being fixed): Mosquitto sends every
-client's will when it shuts down and the service applies them. History rows
-`offline`/`will` inside a broker-restart window (and the `heartbeat` return
-right after one) are tolerated and counted in the printed summary; tighten by
-making RESTART_WILLS_TOLERATED false.
+Broker shutdown wills (issue 11 point 2): the service's will gate discards
+them; the first will of the shutdown burst cannot be told from a death, so at
+most RESTART_WILLS_PER_RESTART offline/will rows (and their heartbeat returns)
+inside a broker-restart window are tolerated, counted in the printed summary
+(the service before the gate: 202 of 240 devices, seed 11). Near a service
+kill -9 or a broker crash a device's will and its deadline may stand in for
+each other (blurred_by_faults), and a device without session numbers may show
+a birth+will pair replayed by a crash-restored broker; its status must still
+end right.
 
 Replay a failure with CHAOS_SEED=<seed printed in the message>.
 Knobs: CHAOS_SEED (default 11), CHAOS_DEVICES (default 240, 20-400).
