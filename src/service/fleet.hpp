@@ -19,6 +19,7 @@
 //   device_events.cpp  heartbeats and presence: in place or through the owner
 //   owner_loop.cpp     the owner's cycle, each device's mailbox, batches, retries
 //   admin.cpp          PATCH
+//   flapping.cpp       holding the changes of a flapping device until they settle
 //   timeouts.cpp       deadlines, and the broker link's outages
 //   outbox.cpp         publishing statuses, broker acks, republishing, the 30 s refresh
 //   flusher.cpp        the flusher thread
@@ -49,6 +50,7 @@
 #include <vector>
 
 #include "core/deadlines.hpp"
+#include "core/flap.hpp"
 #include "core/heartbeat.hpp"
 #include "core/log_budget.hpp"
 #include "core/presence.hpp"
@@ -142,6 +144,7 @@ struct PendingWrite {
   store::StateWrite write;
   core::DeviceState before;
   bool too_frequent = false;
+  bool settles_flaps = false;   // the settled status of a flapping device
   std::optional<Event> source;  // the device's event (its reply, its retry)
 };
 
@@ -174,6 +177,7 @@ struct PendingSeen {
 struct FleetOptions {
   core::DeadlinePolicy deadlines;
   core::WillGateOptions will_gate;
+  core::FlapOptions flaps;
   core::Millis flush_interval{250};
   std::chrono::milliseconds reply_timeout{10000};
   std::string provisioning_key;
@@ -297,6 +301,15 @@ class Fleet {
   // When a device's event arrived (its `at`), or `now` when it carries none.
   static TimePoint received_time(const Event& event, TimePoint now);
 
+  // flapping (flapping.cpp)
+  // A change of a flapping device (or any write of one whose change is held):
+  // kept out of the batch until it settles (true). Replies and releases `source`.
+  bool damp(const DeviceId& id, const core::Outcome& outcome, Event* source, TimePoint now);
+  // Held statuses that have held for the settle time go into the batch.
+  void settle_flaps(Batch& batch, TimePoint now);
+  // A settled status could not be stored: held again, retried.
+  void unsettle(const DeviceId& id, TimePoint now);
+
   // admin (admin.cpp)
   void handle_patch(Event& event, TimePoint now);
 
@@ -347,6 +360,8 @@ class Fleet {
   using Due = std::pair<TimePoint, DeviceId>;
   std::priority_queue<Due, std::vector<Due>, std::greater<>> held_due_;  // when each is due, soonest first
   core::WillGate will_gate_;
+  std::unordered_map<DeviceId, core::FlapDamper, core::DeviceIdHash> flaps_;
+  std::priority_queue<Due, std::vector<Due>, std::greater<>> flap_checks_;  // settle or forget, soonest first
   bool link_was_up_ = false;  // a connect after this is a reconnect after a loss
   bool link_up_ = false;
   TimePoint link_up_at_{};

@@ -41,6 +41,7 @@ struct Metrics {
   std::atomic<std::uint64_t> transition_batches{0};
   std::atomic<std::uint64_t> wills_held{0};
   std::atomic<std::uint64_t> wills_discarded{0};
+  std::atomic<std::uint64_t> flap_changes_held{0};
   std::atomic<int> mqtt_connected{0};
   std::atomic<std::uint64_t> mqtt_reconnects{0};
   std::atomic<std::uint64_t> mqtt_messages{0};

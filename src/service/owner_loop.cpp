@@ -43,6 +43,7 @@ TimePoint Fleet::next_wake(TimePoint now) const {
   auto wake = now + std::chrono::seconds{1};
   if (auto next = deadlines_.next_deadline()) wake = std::min(wake, *next);
   if (!held_due_.empty()) wake = std::min(wake, held_due_.top().first);
+  if (!flap_checks_.empty()) wake = std::min(wake, flap_checks_.top().first);
   return std::min(wake, summary_due());
 }
 
@@ -80,6 +81,7 @@ void Fleet::run_owner_cycle() {
   Batch batch;
   for (auto& event : events) handle(event, batch, now);
   expire_due(batch, now);
+  settle_flaps(batch, now);
   commit(batch);
   publish_refreshes(batch);
   if (const auto held = transition_log_.close_window(now))
@@ -232,6 +234,7 @@ void Fleet::grant_grace(std::vector<DeviceId> ids, TimePoint from) {
 
 void Fleet::add_write(Batch& batch, const DeviceId& id, const core::DeviceState& before, const core::Outcome& outcome,
                       Event* source) {
+  if (damp(id, outcome, source, clock_())) return;
   PendingWrite w;
   w.write = store::StateWrite{id, outcome.next, outcome.transition};
   w.before = before;
@@ -289,6 +292,7 @@ void Fleet::commit(Batch& batch) {
       }
     }
     for (auto& w : batch.writes) {
+      if (w.settles_flaps) unsettle(w.write.id, now);
       if (!w.source) continue;  // a timeout: its deadline comes round again
       Event& source = *w.source;
       if (source.heartbeat_reply) {

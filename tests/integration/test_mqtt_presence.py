@@ -16,6 +16,7 @@ from test_mqtt_common import (
     fleet,  # noqa: F401 - the fixture
     get_device,
     heartbeat_topic,
+    metrics,
     patch_device,
     payload_json,
     presence_topic,
@@ -181,3 +182,36 @@ def test_old_session_will_is_ignored_across_a_service_restart(fleet, mqtt):
         f"history {db_history(svc, device_id)}")
     assert rejected(svc)["stale_will"] == 1
     assert [d["status"] for d in status_docs(watcher, device_id)] == ["online"]
+
+
+def test_flapping_device_is_recorded_once_it_settles(fleet, mqtt):
+    """Test whether a device that drops and reconnects every half second does not flood the history and the
+    retained status: its first three changes are stored, the rest are held and counted, and once it holds
+    for the settle time (10 s) one row with the last reason is stored and published."""
+    import time
+
+    svc = fleet()
+    device_id, watcher = registered_and_watched(svc, mqtt)
+    presence = presence_topic(device_id)
+    for _ in range(6):  # will, birth, will, birth, ...: 12 changes in about 6 s
+        device = mqtt(will=(presence, b"offline", 1, True))
+        device.publish(presence, b"online", qos=1, retain=True)
+        time.sleep(0.25)
+        device.drop()
+        time.sleep(0.25)
+    device = mqtt(will=(presence, b"offline", 1, True))
+    device.publish(presence, b"online", qos=1, retain=True)  # and it stays
+    time.sleep(1.0)
+    rows = db_history(svc, device_id)
+    assert len(rows) <= 4, rows  # registered + the first three changes; the rest held
+    wait_metric(svc, lambda: metrics(svc).get(("maestra_flap_changes_held_total", ""), 0), lambda v: v >= 8)
+    # Settled: online again, one row, published retained.
+    wait_until(lambda: db_history(svc, device_id)[-1] == ("offline", "online", "heartbeat"), timeout=15)
+    rows = db_history(svc, device_id)
+    assert len(rows) == 5, rows
+    assert db_device(svc, device_id)["status"] == "online"
+    wait_status(watcher, device_id, "online", "heartbeat")
+    assert payload_json(retained_now(mqtt, status_topic(device_id))[0])["status"] == "online"
+    assert "device_settled" in svc.log_text() and "device_flapping" in svc.log_text()
+    device.disconnect()
+    clear_retained(mqtt(), presence)

@@ -470,4 +470,70 @@ TEST_CASE("a reconnect after a lost connection publishes every status, even with
   CHECK(w.publisher.statuses.size() == 2);
 }
 
+TEST_CASE("a flapping device: from its 4th change in a minute on, one settled row once its status holds 10 s") {
+  World w;
+  const auto d = w.add("hw-flappy");
+  const PresenceSignal birth{PresenceKind::birth, std::nullopt};
+  const auto published = w.publisher.statuses.size();
+  for (int i = 0; i < 10; ++i) {  // drops and comes back every second
+    w.at(Millis{10000 + 1000 * i});
+    w.fleet.presence_async(d, i % 2 == 0 ? will : birth);
+    w.cycle();
+  }
+  // The last message was a birth: online in the registry at once.
+  CHECK(w.fleet.counts().by_status[static_cast<std::size_t>(Status::online)] +
+            w.fleet.counts().by_status[static_cast<std::size_t>(Status::offline)] == 1);
+  CHECK(w.history(d).size() == 4);  // registered + the first three changes
+  CHECK(w.publisher.statuses.size() == published + 3);
+  CHECK(w.metrics.flap_changes_held == 7);
+  w.at(28900ms);  // the last change was at 19 s: not settled yet
+  w.cycle();
+  CHECK(w.history(d).size() == 4);
+  w.at(29s);
+  w.cycle();
+  const auto history = w.store.all_history(d);
+  REQUIRE(history.size() == 5);
+  CHECK(history.back().to == Status::online);  // from offline (the 3rd change) to where it settled
+  CHECK(history.back().reason == "heartbeat");
+  CHECK(history.back().at == t0 + 19s);
+  CHECK(w.status(d) == Status::online);
+  CHECK(w.publisher.of(d).back().document.status == Status::online);
+}
+
+TEST_CASE("a flapping device that settles where it was stored adds no row") {
+  World w;
+  const auto d = w.add("hw-flappy");
+  const PresenceSignal birth{PresenceKind::birth, std::nullopt};
+  for (int i = 0; i < 5; ++i) {  // will, birth, will, birth(held), will(held)
+    w.at(Millis{10000 + 1000 * i});
+    w.fleet.presence_async(d, i % 2 == 0 ? will : birth);
+    w.cycle();
+  }
+  CHECK(w.status(d) == Status::offline);  // stored by the 3rd change
+  w.at(60s);
+  w.cycle();
+  CHECK(w.history(d).size() == 4);
+  CHECK(w.status(d) == Status::offline);
+}
+
+TEST_CASE("a settled status the database could not take is stored when it is back") {
+  World w;
+  const auto d = w.add("hw-flappy");
+  const PresenceSignal birth{PresenceKind::birth, std::nullopt};
+  for (int i = 0; i < 4; ++i) {
+    w.at(Millis{10000 + 1000 * i});
+    w.fleet.presence_async(d, i % 2 == 0 ? will : birth);
+    w.cycle();
+  }
+  CHECK(w.status(d) == Status::offline);
+  w.store.down = true;
+  w.at(23s);
+  w.cycle();
+  w.store.down = false;
+  w.at(24s);
+  w.cycle();
+  CHECK(w.status(d) == Status::online);
+  CHECK(w.history(d).back() == "online/heartbeat");
+}
+
 }  // TEST_SUITE
