@@ -164,8 +164,7 @@ void Fleet::handle_heartbeat(Event& event, Batch& batch, TimePoint now) {
   lock.unlock();
   count_heartbeat(event.id, event.transport, decided);
   if (!before.connected) watch(event.id, decided.outcome.next);
-  add_write(batch, event.id, before, decided.outcome, &event);
-  batch.writes.back().too_frequent = decided.too_frequent;
+  add_write(batch, event.id, before, decided.outcome, &event, decided.too_frequent);
 }
 
 void Fleet::handle_presence(Event& event, Batch& batch, TimePoint now) {

@@ -17,7 +17,7 @@ bool damped(core::Reason reason) { return reason != core::Reason::admin && reaso
 constexpr core::Millis settle_retry{1000};
 }  // namespace
 
-bool Fleet::damp(const DeviceId& id, const core::Outcome& outcome, Event* source, TimePoint now) {
+bool Fleet::damp(const DeviceId& id, const core::Outcome& outcome, Event* source, bool too_frequent) {
   auto existing = flaps_.find(id);
   const bool holding = existing != flaps_.end() && existing->second.holding();
   if (outcome.transition && damped(outcome.transition->reason)) {
@@ -44,10 +44,9 @@ bool Fleet::damp(const DeviceId& id, const core::Outcome& outcome, Event* source
   if (source) {
     if (source->heartbeat_reply)
       source->heartbeat_reply->set_value(
-          HeartbeatReply{id, outcome.next.status(), outcome.next.last_seen, /*too_frequent=*/false});
+          HeartbeatReply{id, outcome.next.status(), outcome.next.last_seen, too_frequent});
     release(*source);
   }
-  (void)now;
   return true;
 }
 

@@ -287,8 +287,10 @@ class Fleet {
   // The event is done with (applied, refused, stored or given up): the device's
   // later heartbeats may be applied in place again.
   void release(Event& event);
+  // The write joins the batch, unless the device is flapping (flapping.cpp):
+  // `too_frequent` goes into the reply of the source's heartbeat either way.
   void add_write(Batch& batch, const DeviceId& id, const core::DeviceState& before, const core::Outcome& outcome,
-                 Event* source);
+                 Event* source, bool too_frequent = false);
   void commit(Batch& batch);
   void retry_later(Event event, TimePoint now);
   // The will gate holds this will until `until`; the device's later events wait behind it.
@@ -304,7 +306,7 @@ class Fleet {
   // flapping (flapping.cpp)
   // A change of a flapping device (or any write of one whose change is held):
   // kept out of the batch until it settles (true). Replies and releases `source`.
-  bool damp(const DeviceId& id, const core::Outcome& outcome, Event* source, TimePoint now);
+  bool damp(const DeviceId& id, const core::Outcome& outcome, Event* source, bool too_frequent);
   // Held statuses that have held for the settle time go into the batch.
   void settle_flaps(Batch& batch, TimePoint now);
   // A settled status could not be stored: held again, retried.

@@ -233,9 +233,10 @@ void Fleet::grant_grace(std::vector<DeviceId> ids, TimePoint from) {
 }
 
 void Fleet::add_write(Batch& batch, const DeviceId& id, const core::DeviceState& before, const core::Outcome& outcome,
-                      Event* source) {
-  if (damp(id, outcome, source, clock_())) return;
+                      Event* source, bool too_frequent) {
+  if (damp(id, outcome, source, too_frequent)) return;
   PendingWrite w;
+  w.too_frequent = too_frequent;
   w.write = store::StateWrite{id, outcome.next, outcome.transition};
   w.before = before;
   if (source) w.source = std::move(*source);

@@ -50,7 +50,7 @@ def check_effects(svc, records: list[dict], before: dict[str, float], heartbeats
     ends online with exactly expected_history, and its last_seen moved on."""
     want = {"heartbeats": before["heartbeats"] + heartbeats,
             **{reason: before[reason] + n for reason, n in transitions.items()}}
-    wait_metric(svc, lambda: (lambda now: {k: now[k] for k in want})(counters(svc)), lambda now: now == want, timeout=15,
+    wait_metric(svc, lambda: (lambda now: {k: now[k] for k in want})(counters(svc)), lambda now: now == want, timeout=30,
                 what=f"heartbeat and transition counters (want {want})")
     for record in records:
         device_id = record["id"]
@@ -75,11 +75,16 @@ def test_plain_heartbeat_right_after_an_error_heartbeat_wins(fleet, mqtt):
             device.client.publish(heartbeat_topic(record["id"]), b"", qos=1)
     device.client.publish(heartbeat_topic(records[-1]["id"]), b"", qos=1).wait_for_publish(10)
 
+    # Six changes per device in a moment is flapping: the first three are stored
+    # as they come (error, online, error); the rest are held until the status has
+    # held 10 s and then stored as one change, error -> online (docs/protocol.md,
+    # "Flapping"). Had the service applied any pair out of order, the device
+    # would have settled in error.
     pair = [("online", "error", "reported_error"), ("error", "online", "heartbeat")]
     check_effects(svc, records, before,
                   heartbeats=2 * rounds * len(records) + 1,
-                  transitions={"reported_error": rounds * len(records), "heartbeat": rounds * len(records)},
-                  expected_history=[REGISTERED] + pair * rounds)
+                  transitions={"reported_error": 2 * len(records), "heartbeat": 2 * len(records)},
+                  expected_history=[REGISTERED] + pair * 2)
 
 
 def test_heartbeat_right_after_a_will_brings_the_device_back(fleet, mqtt):

@@ -536,4 +536,18 @@ TEST_CASE("a settled status the database could not take is stored when it is bac
   CHECK(w.history(d).back() == "online/heartbeat");
 }
 
+TEST_CASE("a device flapping by heartbeats (error, plain, ...) in one cycle settles where its last heartbeat left it") {
+  World w;
+  const auto d = w.add("hw-flappy");
+  w.at(20s);
+  for (int i = 0; i < 6; ++i) w.fleet.heartbeat_async(d, i % 2 == 0 ? error_heartbeat() : plain_heartbeat());
+  w.cycle();
+  CHECK(w.history(d) == std::vector<std::string>{"online/registered", "error/reported_error", "online/heartbeat",
+                                                 "error/reported_error"});
+  w.at(30s);
+  w.cycle();
+  CHECK(w.history(d).back() == "online/heartbeat");
+  CHECK(w.status(d) == Status::online);
+}
+
 }  // TEST_SUITE
