@@ -1,50 +1,15 @@
-// Option table, command-line and environment parsing, and checks.
+// The option table (each option's names, default, help, check and field), the
+// Config it builds, command-line and environment parsing, --help, and checks.
 #include "core/config.hpp"
 
-#include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <map>
+#include <stdexcept>
 
 #include "core/topics.hpp"
 
 namespace maestra::core {
-
-const std::vector<OptionSpec>& option_table() {
-  static const std::vector<OptionSpec> table = {
-      {"MAESTRA_HTTP_PORT", "--http-port", "8080", "HTTP port of the API and dashboard (0 picks a free port)"},
-      {"MAESTRA_HTTP_HOST", "--http-host", "0.0.0.0", "address the HTTP server binds"},
-      {"MAESTRA_HTTP_THREADS", "--http-threads", "64",
-       "HTTP worker threads; a keep-alive connection holds one while it is open, so keep this above the "
-       "number of concurrent clients"},
-      {"MAESTRA_DATABASE_URL", "--database-url", "postgresql:///maestra", "Postgres connection URL"},
-      {"MAESTRA_DATABASE_POOL", "--database-pool", "8", "Postgres connections for request handling"},
-      {"MAESTRA_MQTT_URL", "--mqtt-url", "tcp://localhost:1883", "MQTT broker URL (tcp:// or ssl://)"},
-      {"MAESTRA_MQTT_CLIENT_ID", "--mqtt-client-id", "fleet-manager",
-       "MQTT client id; its persistent session keeps messages while the service is down (unique per instance)"},
-      {"MAESTRA_MQTT_USERNAME", "--mqtt-username", "", "MQTT username of the service (empty: anonymous)"},
-      {"MAESTRA_MQTT_PASSWORD", "--mqtt-password", "", "MQTT password of the service"},
-      {"MAESTRA_MQTT_CA_FILE", "--mqtt-ca-file", "", "CA certificate file for ssl:// broker URLs"},
-      {"MAESTRA_OFFLINE_AFTER", "--offline-after", "300", "seconds of silence before a device is offline (1-604800)"},
-      {"MAESTRA_TOPIC_PREFIX", "--topic-prefix", "maestra", "first level(s) of every MQTT topic"},
-      {"MAESTRA_FLUSH_INTERVAL_MS", "--flush-interval-ms", "250",
-       "longest delay before a coalesced last_seen reaches Postgres (10-1000 ms)"},
-      {"MAESTRA_LOG_FORMAT", "--log-format", "text", "log line format: text or json"},
-      {"MAESTRA_WEB_ROOT", "--web-root", "(built-in examples/dashboard)", "folder of the web dashboard served at /"},
-      {"MAESTRA_ADMIN_TOKEN", "--admin-token", "", "when set, admin endpoints require 'Authorization: Bearer <token>'"},
-      {"MAESTRA_AUTH_FAILURE_LIMIT", "--auth-failure-limit", "20",
-       "refused credentials (admin token, device password, provisioning key) per client address per minute; "
-       "past it the address gets 429 until the minute ends (0: no limit)"},
-      {"MAESTRA_SECURE", "--secure", "false",
-       "secure mode: per-device broker credentials issued at registration (needs the broker's "
-       "dynamic-security plugin and MAESTRA_MQTT_USERNAME as its admin), credential-checked HTTP heartbeats"},
-      {"MAESTRA_PROVISIONING_KEY", "--provisioning-key", "",
-       "when set, registration must present it (header X-Provisioning-Key or field provisioning_key)"},
-      {"MAESTRA_DASHBOARD_USERNAME", "--dashboard-username", "",
-       "secure mode: read-only broker account for dashboards, created at start"},
-      {"MAESTRA_DASHBOARD_PASSWORD", "--dashboard-password", "", "password of that account"},
-  };
-  return table;
-}
 
 namespace {
 
@@ -60,85 +25,150 @@ Error bad(std::string_view name, std::string_view value, std::string_view expect
                std::string(name) + "=" + std::string(value) + " is invalid: expected " + std::string(expected)};
 }
 
-std::optional<Error> assign(Config& c, std::string_view env, const std::string& value) {
-  auto integer = [&](long long low, long long high, auto& target, std::string_view expected) -> std::optional<Error> {
-    auto n = to_integer(value);
-    if (!n || *n < low || *n > high) return bad(env, value, expected);
-    target = static_cast<std::remove_reference_t<decltype(target)>>(*n);
-    return std::nullopt;
-  };
-  if (env == "MAESTRA_HTTP_PORT") return integer(0, 65535, c.http_port, "a port number 0-65535");
-  if (env == "MAESTRA_HTTP_THREADS") return integer(1, 1024, c.http_threads, "1-1024 threads");
-  if (env == "MAESTRA_DATABASE_POOL") return integer(1, 256, c.database_pool, "1-256 connections");
-  if (env == "MAESTRA_AUTH_FAILURE_LIMIT")
-    return integer(0, 1000000, c.auth_failure_limit, "a number of failures per minute, 0-1000000 (0: no limit)");
-  if (env == "MAESTRA_OFFLINE_AFTER") {
-    long long seconds = 0;
-    if (auto e = integer(1, 604800, seconds, "seconds between 1 and 604800")) return e;
-    c.offline_after = Seconds{seconds};
-    return std::nullopt;
-  }
-  if (env == "MAESTRA_FLUSH_INTERVAL_MS") {
-    long long ms = 0;
-    if (auto e = integer(10, 1000, ms, "milliseconds between 10 and 1000")) return e;
-    c.flush_interval = Millis{ms};
-    return std::nullopt;
-  }
-  if (env == "MAESTRA_HTTP_HOST") { c.http_host = value; return std::nullopt; }
-  if (env == "MAESTRA_DATABASE_URL") {
-    if (value.empty()) return bad(env, value, "a postgresql:// URL or libpq connection string");
-    c.database_url = value;
-    return std::nullopt;
-  }
-  if (env == "MAESTRA_MQTT_URL") {
-    for (std::string_view scheme : {"tcp://", "ssl://", "mqtt://", "mqtts://", "ws://", "wss://"})
-      if (value.rfind(scheme, 0) == 0 && value.size() > scheme.size()) {
-        c.mqtt_url = value;
-        return std::nullopt;
-      }
-    return bad(env, value, "a URL such as tcp://localhost:1883 or ssl://broker:8883");
-  }
-  if (env == "MAESTRA_MQTT_CLIENT_ID") {
-    if (value.empty() || value.size() > 128) return bad(env, value, "1-128 characters");
-    c.mqtt_client_id = value;
-    return std::nullopt;
-  }
-  if (env == "MAESTRA_MQTT_USERNAME") { c.mqtt_username = value; return std::nullopt; }
-  if (env == "MAESTRA_MQTT_PASSWORD") { c.mqtt_password = value; return std::nullopt; }
-  if (env == "MAESTRA_MQTT_CA_FILE") { c.mqtt_ca_file = value; return std::nullopt; }
-  if (env == "MAESTRA_TOPIC_PREFIX") {
-    if (!is_valid_topic_prefix(value)) return bad(env, value, "topic levels without wildcards, e.g. maestra");
-    c.topic_prefix = value;
-    return std::nullopt;
-  }
-  if (env == "MAESTRA_LOG_FORMAT") {
-    if (value != "text" && value != "json") return bad(env, value, "text or json");
-    c.log_format = value;
-    return std::nullopt;
-  }
-  if (env == "MAESTRA_WEB_ROOT") { c.web_root = value; return std::nullopt; }
-  if (env == "MAESTRA_ADMIN_TOKEN") {
-    if (!value.empty() && value.size() < 16) return bad(env, "***", "at least 16 characters");
-    c.admin_token = value;
-    return std::nullopt;
-  }
-  if (env == "MAESTRA_SECURE") {
-    if (value == "true" || value == "1" || value == "yes") c.secure = true;
-    else if (value == "false" || value == "0" || value == "no" || value.empty()) c.secure = false;
-    else return bad(env, value, "true or false");
-    return std::nullopt;
-  }
-  if (env == "MAESTRA_PROVISIONING_KEY") {
-    if (!value.empty() && value.size() < 16) return bad(env, "***", "at least 16 characters");
-    c.provisioning_key = value;
-    return std::nullopt;
-  }
-  if (env == "MAESTRA_DASHBOARD_USERNAME") { c.dashboard_username = value; return std::nullopt; }
-  if (env == "MAESTRA_DASHBOARD_PASSWORD") { c.dashboard_password = value; return std::nullopt; }
-  return Error{ErrorKind::invalid_field, std::string(env), "unknown option " + std::string(env)};
+// How one option's value is checked and kept: the store and show of its row,
+// before the row's name is known.
+struct Field {
+  std::function<std::optional<Error>(Config&, std::string_view env, const std::string& value)> store;
+  std::function<std::string(const Config&)> show;
+};
+
+template <typename T>
+constexpr bool is_duration = false;
+template <typename Rep, typename Period>
+constexpr bool is_duration<std::chrono::duration<Rep, Period>> = true;
+
+// A decimal integer in [low, high], kept as an int or as a count of a duration.
+template <typename T>
+Field number(T Config::*member, long long low, long long high, std::string_view expected) {
+  return {[=](Config& c, std::string_view env, const std::string& value) -> std::optional<Error> {
+            const auto n = to_integer(value);
+            if (!n || *n < low || *n > high) return bad(env, value, expected);
+            if constexpr (is_duration<T>) c.*member = T{*n};
+            else c.*member = static_cast<T>(*n);
+            return std::nullopt;
+          },
+          [=](const Config& c) {
+            if constexpr (is_duration<T>) return std::to_string((c.*member).count());
+            else return std::to_string(c.*member);
+          }};
+}
+
+// Any text that `accepts` (by default any text at all).
+Field text(std::string Config::*member, bool (*accepts)(std::string_view) = nullptr,
+           std::string_view expected = {}) {
+  return {[=](Config& c, std::string_view env, const std::string& value) -> std::optional<Error> {
+            if (accepts && !accepts(value)) return bad(env, value, expected);
+            c.*member = value;
+            return std::nullopt;
+          },
+          [=](const Config& c) { return c.*member; }};
+}
+
+// A token or key: empty (off) or 16 characters and more; a refused one is not echoed.
+Field secret(std::string Config::*member) {
+  return {[=](Config& c, std::string_view env, const std::string& value) -> std::optional<Error> {
+            if (!value.empty() && value.size() < 16) return bad(env, "***", "at least 16 characters");
+            c.*member = value;
+            return std::nullopt;
+          },
+          [=](const Config& c) { return c.*member; }};
+}
+
+Field boolean(bool Config::*member) {
+  return {[=](Config& c, std::string_view env, const std::string& value) -> std::optional<Error> {
+            if (value == "true" || value == "1" || value == "yes") c.*member = true;
+            else if (value == "false" || value == "0" || value == "no" || value.empty()) c.*member = false;
+            else return bad(env, value, "true or false");
+            return std::nullopt;
+          },
+          [=](const Config& c) { return std::string(c.*member ? "true" : "false"); }};
+}
+
+bool is_mqtt_url(std::string_view value) {
+  for (std::string_view scheme : {"tcp://", "ssl://", "mqtt://", "mqtts://", "ws://", "wss://"})
+    if (value.rfind(scheme, 0) == 0 && value.size() > scheme.size()) return true;
+  return false;
+}
+
+OptionSpec option(std::string_view env, std::string_view flag, std::string_view default_text, std::string_view help,
+                  Field field) {
+  return {env, flag, default_text, help,
+          [env, store = std::move(field.store)](Config& c, const std::string& value) { return store(c, env, value); },
+          std::move(field.show)};
 }
 
 }  // namespace
+
+const std::vector<OptionSpec>& option_table() {
+  static const std::vector<OptionSpec> table = {
+      option("MAESTRA_HTTP_PORT", "--http-port", "8080", "HTTP port of the API and dashboard (0 picks a free port)",
+             number(&Config::http_port, 0, 65535, "a port number 0-65535")),
+      option("MAESTRA_HTTP_HOST", "--http-host", "0.0.0.0", "address the HTTP server binds", text(&Config::http_host)),
+      option("MAESTRA_HTTP_THREADS", "--http-threads", "64",
+             "HTTP worker threads; a keep-alive connection holds one while it is open, so keep this above the "
+             "number of concurrent clients",
+             number(&Config::http_threads, 1, 1024, "1-1024 threads")),
+      option("MAESTRA_DATABASE_URL", "--database-url", "postgresql:///maestra", "Postgres connection URL",
+             text(&Config::database_url, [](std::string_view v) { return !v.empty(); },
+                  "a postgresql:// URL or libpq connection string")),
+      option("MAESTRA_DATABASE_POOL", "--database-pool", "8", "Postgres connections for request handling",
+             number(&Config::database_pool, 1, 256, "1-256 connections")),
+      option("MAESTRA_MQTT_URL", "--mqtt-url", "tcp://localhost:1883", "MQTT broker URL (tcp:// or ssl://)",
+             text(&Config::mqtt_url, is_mqtt_url, "a URL such as tcp://localhost:1883 or ssl://broker:8883")),
+      option("MAESTRA_MQTT_CLIENT_ID", "--mqtt-client-id", "fleet-manager",
+             "MQTT client id; its persistent session keeps messages while the service is down (unique per instance)",
+             text(&Config::mqtt_client_id, [](std::string_view v) { return !v.empty() && v.size() <= 128; },
+                  "1-128 characters")),
+      option("MAESTRA_MQTT_USERNAME", "--mqtt-username", "", "MQTT username of the service (empty: anonymous)",
+             text(&Config::mqtt_username)),
+      option("MAESTRA_MQTT_PASSWORD", "--mqtt-password", "", "MQTT password of the service",
+             text(&Config::mqtt_password)),
+      option("MAESTRA_MQTT_CA_FILE", "--mqtt-ca-file", "", "CA certificate file for ssl:// broker URLs",
+             text(&Config::mqtt_ca_file)),
+      option("MAESTRA_OFFLINE_AFTER", "--offline-after", "300",
+             "seconds of silence before a device is offline (1-604800)",
+             number(&Config::offline_after, 1, 604800, "seconds between 1 and 604800")),
+      option("MAESTRA_TOPIC_PREFIX", "--topic-prefix", "maestra", "first level(s) of every MQTT topic",
+             text(&Config::topic_prefix, is_valid_topic_prefix, "topic levels without wildcards, e.g. maestra")),
+      option("MAESTRA_FLUSH_INTERVAL_MS", "--flush-interval-ms", "250",
+             "longest delay before a coalesced last_seen reaches Postgres (10-1000 ms)",
+             number(&Config::flush_interval, 10, 1000, "milliseconds between 10 and 1000")),
+      option("MAESTRA_LOG_FORMAT", "--log-format", "text", "log line format: text or json",
+             text(&Config::log_format, [](std::string_view v) { return v == "text" || v == "json"; },
+                  "text or json")),
+      option("MAESTRA_WEB_ROOT", "--web-root", "",
+             "folder of the web dashboard served at / (empty: the built-in examples/dashboard of the source tree, "
+             "if it exists)",
+             text(&Config::web_root)),
+      option("MAESTRA_ADMIN_TOKEN", "--admin-token", "",
+             "when set, admin endpoints require 'Authorization: Bearer <token>'", secret(&Config::admin_token)),
+      option("MAESTRA_AUTH_FAILURE_LIMIT", "--auth-failure-limit", "20",
+             "refused credentials (admin token, device password, provisioning key) per client address per minute; "
+             "past it the address gets 429 until the minute ends (0: no limit)",
+             number(&Config::auth_failure_limit, 0, 1000000,
+                    "a number of failures per minute, 0-1000000 (0: no limit)")),
+      option("MAESTRA_SECURE", "--secure", "false",
+             "secure mode: per-device broker credentials issued at registration (needs the broker's "
+             "dynamic-security plugin and MAESTRA_MQTT_USERNAME as its admin), credential-checked HTTP heartbeats",
+             boolean(&Config::secure)),
+      option("MAESTRA_PROVISIONING_KEY", "--provisioning-key", "",
+             "when set, registration must present it (header X-Provisioning-Key or field provisioning_key)",
+             secret(&Config::provisioning_key)),
+      option("MAESTRA_DASHBOARD_USERNAME", "--dashboard-username", "",
+             "secure mode: read-only broker account for dashboards, created at start",
+             text(&Config::dashboard_username)),
+      option("MAESTRA_DASHBOARD_PASSWORD", "--dashboard-password", "", "password of that account",
+             text(&Config::dashboard_password)),
+  };
+  return table;
+}
+
+Config::Config() {
+  // A default that its own row refuses is a mistake in the table (config_test catches it).
+  for (const auto& spec : option_table())
+    if (const auto error = spec.store(*this, std::string(spec.default_text)))
+      throw std::logic_error("option table: " + error->detail);
+}
 
 Result<ParsedCommandLine> parse_command_line(const EnvLookup& env, const std::vector<std::string>& args) {
   // Raw values first, environment then flags, so a flag replaces a variable
@@ -171,7 +201,7 @@ Result<ParsedCommandLine> parse_command_line(const EnvLookup& env, const std::ve
   for (const auto& spec : option_table()) {
     const auto value = raw.find(spec.env);
     if (value == raw.end()) continue;
-    if (auto error = assign(parsed.config, spec.env, value->second)) return *error;
+    if (auto error = spec.store(parsed.config, value->second)) return *error;
   }
   return parsed;
 }

@@ -1,6 +1,7 @@
-// The service's configuration: one struct, one table of options (environment
-// variable, flag, default, help), parsed then checked. Reading the environment
-// is the caller's job; this file only turns strings into a checked Config.
+// The service's configuration: one struct, and one table of options (variable,
+// flag, default, help, how a value is checked and stored) that is the only home
+// of each default and the source of --help. Parsed, then checked. Reading the
+// environment is the caller's job; this file only turns strings into a Config.
 #pragma once
 #include <functional>
 #include <optional>
@@ -13,25 +14,30 @@
 
 namespace maestra::core {
 
+// Every field's default is the `default_text` of its row in option_table():
+// the constructor stores those texts through the rows, as a variable would be.
 struct Config {
-  std::string http_host = "0.0.0.0";
-  int http_port = 8080;
-  int http_threads = 64;
-  std::string database_url = "postgresql:///maestra";
-  int database_pool = 8;
-  std::string mqtt_url = "tcp://localhost:1883";
-  std::string mqtt_client_id = "fleet-manager";
+  Config();
+  bool operator==(const Config&) const = default;
+
+  std::string http_host;
+  int http_port = 0;
+  int http_threads = 0;
+  std::string database_url;
+  int database_pool = 0;
+  std::string mqtt_url;
+  std::string mqtt_client_id;
   std::string mqtt_username;
   std::string mqtt_password;
   std::string mqtt_ca_file;
-  Seconds offline_after{300};
-  std::string topic_prefix = "maestra";
-  Millis flush_interval{250};
-  std::string log_format = "text";
-  std::string web_root;
+  Seconds offline_after{0};
+  std::string topic_prefix;
+  Millis flush_interval{0};
+  std::string log_format;
+  std::string web_root;  // empty: main() serves the source tree's examples/dashboard if it exists
   std::string admin_token;
   // Refused credentials per client address per minute before it gets 429 (0: off).
-  int auth_failure_limit = 20;
+  int auth_failure_limit = 0;
   // Secure mode: per-device broker credentials (dynamic-security plugin),
   // credential-checked HTTP heartbeats, admin token required.
   bool secure = false;
@@ -40,11 +46,17 @@ struct Config {
   std::string dashboard_password;
 };
 
+// One option: its names, its default (the text a variable would hold; empty
+// means empty), its help line, and how a value is checked and kept.
 struct OptionSpec {
   std::string_view env;
   std::string_view flag;
   std::string_view default_text;
   std::string_view help;
+  // Checks `value` and stores it in its field; a bad value gives the Error to print.
+  std::function<std::optional<Error>(Config&, const std::string& value)> store;
+  // The field's value as text, in the form `default_text` uses (secrets too: not for logs).
+  std::function<std::string(const Config&)> show;
 };
 
 const std::vector<OptionSpec>& option_table();

@@ -28,6 +28,8 @@ inline constexpr int max_json_members = 1024;
 // over max_body_bytes is `too_large`.
 Result<Json> parse_json_object(std::string_view body);
 
+// Dotted-quad IPv4 and textual IPv6 as inet_pton reads them: no leading zeros in
+// an IPv4 octet, no zone id ("%eth0"), no brackets, prefix, port or spaces.
 bool is_valid_ipv4(std::string_view text);
 bool is_valid_ipv6(std::string_view text);
 inline bool is_valid_ip(std::string_view text) { return is_valid_ipv4(text) || is_valid_ipv6(text); }

@@ -1,5 +1,5 @@
 // Tests of core/validation, table-driven: the bounded JSON body parser (emptiness,
-// shape, depth 32, the 64 KiB limit, UTF-8), IPv4/IPv6 forms, control characters,
+// shape, depth 32, the 64 KiB limit, UTF-8), IPv4/IPv6 forms (inet_pton), control characters,
 // code-point length, the string/object field validators and the error codes.
 #include "unit_test.hpp"
 
@@ -303,6 +303,38 @@ TEST_CASE("IPv6 table") {
     CAPTURE(text);
     CHECK_FALSE(is_valid_ipv6(text));
     CHECK_FALSE(is_valid_ip(text));
+  }
+}
+
+TEST_CASE("IP addresses through inet_pton: what it needs from us and what it decides") {
+  using namespace std::string_view_literals;
+  // inet_pton reads a C string: a NUL inside the text must not cut it short.
+  CHECK_FALSE(is_valid_ip("1.2.3.4\0"sv));
+  CHECK_FALSE(is_valid_ip("1.2.3.4\0garbage"sv));
+  CHECK_FALSE(is_valid_ip("::1\0"sv));
+  CHECK_FALSE(is_valid_ip("\0"sv));
+  // The text is copied, not read past its end.
+  const std::string_view longer = "10.0.0.12";
+  CHECK(is_valid_ipv4(longer.substr(0, 8)));   // "10.0.0.1"
+  CHECK_FALSE(is_valid_ipv4(longer.substr(0, 5)));  // "10.0."
+  CHECK(is_valid_ipv6(std::string_view("::1:2", 3)));  // "::1"
+  // 45 characters is the longest address; longer text is refused, whatever its length.
+  CHECK(is_valid_ipv6("0000:0000:0000:0000:0000:ffff:192.168.100.200"));
+  CHECK_FALSE(is_valid_ipv6("0000:0000:0000:0000:0000:ffff:192.168.100.200 "));
+  CHECK_FALSE(is_valid_ip(std::string(4096, '1')));
+  CHECK_FALSE(is_valid_ip("::" + std::string(4096, '1')));
+  // Zone ids are refused in every spelling: a device reports an address, not an interface.
+  for (const std::string_view scoped : {"fe80::1%eth0", "fe80::1%1", "fe80::1%", "::1%lo", "1.2.3.4%eth0"}) {
+    CAPTURE(scoped);
+    CHECK_FALSE(is_valid_ip(scoped));
+  }
+  // Leading zeros: refused in an IPv4 octet (glibc), allowed in an IPv6 group.
+  CHECK_FALSE(is_valid_ipv4("192.168.001.1"));
+  CHECK(is_valid_ipv6("fe80:0000::0001"));
+  // The IPv4 shorthands some parsers take (inet_aton) are not addresses here.
+  for (const std::string_view shorthand : {"127.1", "1", "0x7f.0.0.1", "017.0.0.1", "4294967295"}) {
+    CAPTURE(shorthand);
+    CHECK_FALSE(is_valid_ipv4(shorthand));
   }
 }
 
