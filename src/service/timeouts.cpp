@@ -10,7 +10,7 @@ namespace {
 // Expiries stored per owner cycle (one write_states each). A storm of 100,000
 // (bench.sh timeouts) in cycles of 5,000 has its first statuses on the wire
 // sooner and overlaps storing with publishing better than in cycles of 20,000:
-// 9,400-12,200 of them offline within the deadline + 1 s against 3,300-5,800
+// 8,700-12,200 of them offline within the deadline + 1 s against 3,300-5,800
 // (four runs each; the last one lands about as late either way, the machine's
 // two cores are the limit). A will or heartbeat arriving meanwhile waits
 // behind one 5,000-row statement (0.3-0.5 s) rather than a 20,000-row one.
