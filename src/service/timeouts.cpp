@@ -7,7 +7,14 @@
 namespace maestra::service {
 
 namespace {
-constexpr std::size_t max_expiries_per_cycle = 20000;
+// Expiries stored per owner cycle (one write_states each). A storm of 100,000
+// (bench.sh timeouts) in cycles of 5,000 has its first statuses on the wire
+// sooner and overlaps storing with publishing better than in cycles of 20,000:
+// 8,700-12,200 of them offline within the deadline + 1 s against 3,300-5,800
+// (four runs each; the last one lands about as late either way, the machine's
+// two cores are the limit). A will or heartbeat arriving meanwhile waits
+// behind one 5,000-row statement (0.3-0.5 s) rather than a 20,000-row one.
+constexpr std::size_t max_expiries_per_cycle = 5000;
 }  // namespace
 
 void Fleet::watch(const DeviceId& id, const core::DeviceState& state) {

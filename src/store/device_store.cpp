@@ -327,6 +327,7 @@ Result<std::string> DeviceStore::remove(const DeviceId& id) {
   return guarded("delete", [&](pqxx::connection& c) -> Result<std::string> {
     pqxx::work tx(c);
     auto rows = tx.exec_prepared("delete", id.to_string());
+    if (!rows.empty()) tx.exec_prepared("delete_history", id.to_string());
     tx.commit();
     if (rows.empty()) return Error{ErrorKind::not_found, "", "no device with id " + id.to_string()};
     return rows[0]["hardware_id"].as<std::string>();
