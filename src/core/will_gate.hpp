@@ -32,7 +32,10 @@ namespace maestra::core {
 
 struct WillGateOptions {
   std::size_t burst = 2;     // wills within `window` that make a burst
-  Millis window{250};        // also how long a will of a burst is held
+  // Also how long a will of a burst is held: long enough for a broker to save
+  // and close after queuing its shutdown wills (a few ms for small fleets),
+  // short enough that a real mass death reaches dashboards within 250 ms.
+  Millis window{100};
   Millis replay{1000};       // after a reconnect that followed a lost connection
 };
 

@@ -387,7 +387,10 @@ TEST_CASE("a burst of wills with the link up is a real mass death: applied when 
   w.cycle();
   CHECK(w.status(a) == Status::offline);
   CHECK(w.status(b) == Status::online);  // held
-  w.at(10s + 255ms);
+  w.at(10s + 104ms);
+  w.cycle();
+  CHECK(w.status(b) == Status::online);
+  w.at(10s + 105ms);  // held 100 ms (WillGateOptions::window)
   w.cycle();
   CHECK(w.status(b) == Status::offline);
   CHECK(w.status(c) == Status::offline);

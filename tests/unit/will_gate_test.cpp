@@ -11,7 +11,8 @@ using namespace maestra::core::unit;
 
 namespace {
 // A gate whose link came up, without a session to replay, an hour before t0.
-WillGate connected(WillGateOptions options = {}) {
+// The cases are written for a 250 ms window and a 1 s replay window.
+WillGate connected(WillGateOptions options = {2, 250ms, 1000ms}) {
   WillGate gate(options);
   gate.link_up(t0 - std::chrono::hours{1}, false);
   return gate;
@@ -63,7 +64,7 @@ TEST_CASE("a single will replayed after a reconnect is applied when the window e
 }
 
 TEST_CASE("the first connect has no replay window") {
-  WillGate gate;
+  WillGate gate({2, 250ms, 1000ms});
   gate.link_up(t0, false);
   CHECK_FALSE(gate.on_will(t0 + 1ms));
 }
@@ -77,7 +78,7 @@ TEST_CASE("a lost link forgets the wills seen before it") {
 }
 
 TEST_CASE("a first connection that found its session replays what was queued: a burst of it is discarded") {
-  WillGate gate;
+  WillGate gate({2, 250ms, 1000ms});
   CHECK(gate.on_will(t0));  // before the news of the connection: held
   gate.link_up(t0 + 10ms, true);
   CHECK(gate.on_will(t0 + 20ms) == t0 + 1010ms);
