@@ -21,6 +21,17 @@ void detail::PendingSeen::merge(PendingSeen&& later) {
   if (later.metadata) metadata = std::move(later.metadata);
 }
 
+Fleet::Event Fleet::heartbeat_event(const DeviceId& id, bool reports_error, Transport transport, TimePoint received,
+                                    InPlace in_place) {
+  Event e{Event::Kind::heartbeat};
+  e.id = id;
+  e.transport = transport;
+  e.reports_error = reports_error;
+  e.at = received;
+  e.counted = in_place == InPlace::queued;  // counted by heartbeat_in_place: the device's later messages wait for it
+  return e;
+}
+
 Result<HeartbeatReply> Fleet::heartbeat(const core::HeartbeatRequest& h, Transport transport) {
   DeviceId id{};
   if (h.device_id) {
@@ -34,12 +45,7 @@ Result<HeartbeatReply> Fleet::heartbeat(const core::HeartbeatRequest& h, Transpo
   const TimePoint received = clock_();
   const auto in_place = heartbeat_in_place(id, &h, h.reports_error, transport, received, &direct);
   if (in_place == InPlace::applied) return direct;
-  Event e{Event::Kind::heartbeat};
-  e.id = id;
-  e.transport = transport;
-  e.reports_error = h.reports_error;
-  e.at = received;
-  e.counted = in_place == InPlace::queued;
+  Event e = heartbeat_event(id, h.reports_error, transport, received, in_place);
   e.heartbeat_reply = std::make_shared<std::promise<Result<HeartbeatReply>>>();
   auto reply = e.heartbeat_reply->get_future();
   post(std::move(e));
@@ -52,13 +58,7 @@ void Fleet::heartbeat_async(const DeviceId& id, core::HeartbeatRequest h) {
   const TimePoint received = clock_();
   const auto in_place = heartbeat_in_place(id, &h, h.reports_error, Transport::mqtt, received, nullptr);
   if (in_place == InPlace::applied) return;
-  Event e{Event::Kind::heartbeat};
-  e.id = id;
-  e.transport = Transport::mqtt;
-  e.reports_error = h.reports_error;
-  e.at = received;
-  e.counted = in_place == InPlace::queued;
-  post(std::move(e));
+  post(heartbeat_event(id, h.reports_error, Transport::mqtt, received, in_place));
 }
 
 void Fleet::presence_async(const DeviceId& id, core::PresenceSignal signal, bool retained) {
@@ -107,6 +107,7 @@ Fleet::InPlace Fleet::heartbeat_in_place(const DeviceId& id, const core::Heartbe
   if (core::status_refresh_due(before.status_refreshed, now)) {
     decided.outcome.next.status_refreshed = now;
     refresh_due_.insert(id);
+    refresh_pending_.store(true, std::memory_order_relaxed);
   }
   it->second = decided.outcome.next;
   auto& seen = pending_seen_[id];

@@ -91,8 +91,7 @@ void Fleet::settle_flaps(Batch& batch, TimePoint now) {
     w.write = store::StateWrite{id, outcome.next, outcome.transition};
     w.before = state;
     w.settles_flaps = true;
-    batch.index[id] = batch.writes.size();
-    batch.writes.push_back(std::move(w));
+    append(batch, std::move(w));  // not add_write: that would count the settling as another change
     flap_checks_.emplace(damper.last_change() + options_.flaps.window, id);  // forget it when quiet
   }
 }

@@ -274,6 +274,9 @@ class Fleet {
   InPlace heartbeat_in_place(const DeviceId& id, const core::HeartbeatRequest* h, bool reports_error,
                              Transport transport, TimePoint now, HeartbeatReply* reply, bool from_owner = false);
   void count_heartbeat(const DeviceId& id, Transport transport, const core::HeartbeatOutcome& decided);
+  // A heartbeat for the owner, from either transport.
+  static Event heartbeat_event(const DeviceId& id, bool reports_error, Transport transport, TimePoint received,
+                               InPlace in_place);
   void handle_heartbeat(Event& event, Batch& batch, TimePoint now);
   void handle_presence(Event& event, Batch& batch, TimePoint now);
 
@@ -287,10 +290,12 @@ class Fleet {
   // The event is done with (applied, refused, stored or given up): the device's
   // later heartbeats may be applied in place again.
   void release(Event& event);
+  void release_locked(Event& event);  // the caller holds registry_mutex_
   // The write joins the batch, unless the device is flapping (flapping.cpp):
   // `too_frequent` goes into the reply of the source's heartbeat either way.
   void add_write(Batch& batch, const DeviceId& id, const core::DeviceState& before, const core::Outcome& outcome,
                  Event* source, bool too_frequent = false);
+  void append(Batch& batch, PendingWrite write);  // at most one write per device per batch
   void commit(Batch& batch);
   void retry_later(Event event, TimePoint now);
   // The will gate holds this will until `until`; the device's later events wait behind it.
@@ -352,6 +357,7 @@ class Fleet {
   // writes next, and devices whose status document is due a 30 s refresh.
   std::unordered_map<DeviceId, PendingSeen, core::DeviceIdHash> pending_seen_;
   std::unordered_set<DeviceId, core::DeviceIdHash> refresh_due_;
+  std::atomic<bool> refresh_pending_{false};  // refresh_due_ may be non-empty (the owner skips the lock otherwise)
   core::FleetCounts counts_;  // guarded by registry_mutex_
 
   // Owner thread only.
@@ -372,7 +378,7 @@ class Fleet {
   std::vector<DeviceId> awaiting_return_;
   bool counts_dirty_ = true;
   TimePoint last_summary_{};
-  TimePoint last_store_error_log_{};
+  core::LogBudget store_error_log_{1, std::chrono::seconds{60}};  // one line a minute
 
   // The owner's queue.
   std::mutex queue_mutex_;
@@ -390,7 +396,7 @@ class Fleet {
   std::unordered_map<DeviceId, PendingSeen, core::DeviceIdHash> unflushed_seen_;
   std::vector<std::pair<DeviceId, std::int64_t>> unflushed_acks_;
   std::vector<DeviceId> unflushed_clear_acks_;
-  TimePoint last_flush_error_log_{};
+  core::LogBudget flush_error_log_{1, std::chrono::seconds{60}};  // flusher only: one line a minute
   bool flusher_stopping_ = false;
 
   std::thread owner_;

@@ -29,10 +29,7 @@ void Fleet::run_flush_cycle() {
   const TimePoint now = clock_();
   auto failed = [&](const char* what, const core::Error& error, std::size_t rows) {
     ++metrics_.database_errors;
-    if (last_flush_error_log_ == TimePoint{} || now - last_flush_error_log_ >= std::chrono::seconds{60}) {
-      last_flush_error_log_ = now;
-      log_error(what, {{"rows", std::to_string(rows)}, {"error", error.detail}});
-    }
+    if (flush_error_log_.take(now).write) log_error(what, {{"rows", std::to_string(rows)}, {"error", error.detail}});
   };
   if (!unflushed_seen_.empty()) {
     std::vector<store::SeenUpdate> rows;

@@ -39,6 +39,8 @@ void Fleet::publish(const store::StoredStatus& status) {
 }
 
 void Fleet::publish_refreshes(const Batch& batch) {
+  // Most cycles have none: no registry lock for them (in-place heartbeats hold it).
+  if (!refresh_pending_.exchange(false, std::memory_order_relaxed)) return;
   std::unordered_set<DeviceId, core::DeviceIdHash> due;
   std::vector<store::StoredStatus> fresh;
   {

@@ -16,13 +16,6 @@ using core::ErrorKind;
 namespace {
 constexpr int max_retry_attempts = 120;  // stores of one event that failed (database down): two minutes
 constexpr core::Millis retry_delay{1000};
-
-// At most one line a minute for a failure that repeats every cycle.
-bool once_a_minute(TimePoint& last, TimePoint now) {
-  if (last != TimePoint{} && now - last < std::chrono::seconds{60}) return false;
-  last = now;
-  return true;
-}
 }  // namespace
 
 void Fleet::owner_loop() {
@@ -183,8 +176,13 @@ bool Fleet::wait_behind_retry(Event& event) {
 
 void Fleet::release(Event& event) {
   if (!event.counted) return;
-  event.counted = false;
   std::lock_guard lock(registry_mutex_);
+  release_locked(event);
+}
+
+void Fleet::release_locked(Event& event) {
+  if (!event.counted) return;
+  event.counted = false;
   if (auto it = queued_for_owner_.find(event.id); it != queued_for_owner_.end() && --it->second <= 0)
     queued_for_owner_.erase(it);
 }
@@ -240,8 +238,12 @@ void Fleet::add_write(Batch& batch, const DeviceId& id, const core::DeviceState&
   w.write = store::StateWrite{id, outcome.next, outcome.transition};
   w.before = before;
   if (source) w.source = std::move(*source);
-  batch.index[id] = batch.writes.size();
-  batch.writes.push_back(std::move(w));
+  append(batch, std::move(w));
+}
+
+void Fleet::append(Batch& batch, PendingWrite write) {
+  batch.index[write.write.id] = batch.writes.size();
+  batch.writes.push_back(std::move(write));
 }
 
 void Fleet::commit(Batch& batch) {
@@ -258,11 +260,7 @@ void Fleet::commit(Batch& batch) {
       for (auto& w : batch.writes) {
         if (w.write.transition && registry_.count(w.write.id))
           apply_counts(w.write.transition->from, w.write.transition->to);
-        if (w.source && w.source->counted) {
-          w.source->counted = false;
-          if (auto it = queued_for_owner_.find(w.write.id); it != queued_for_owner_.end() && --it->second <= 0)
-            queued_for_owner_.erase(it);
-        }
+        if (w.source) release_locked(*w.source);
       }
     }
     for (const auto& s : stored.value()) {
@@ -277,7 +275,7 @@ void Fleet::commit(Batch& batch) {
             HeartbeatReply{w.write.id, w.write.state.status(), w.write.state.last_seen, w.too_frequent});
   } else {
     ++metrics_.database_errors;
-    if (once_a_minute(last_store_error_log_, now))
+    if (store_error_log_.take(now).write)
       log_error("transitions_not_stored",
                 {{"devices", std::to_string(batch.writes.size())}, {"error", stored.error().detail}});
     {

@@ -45,6 +45,7 @@ Result<RegisteredDevice> Fleet::register_device(const core::Registration& r, Tra
   Event e{Event::Kind::registered};
   e.id = record->id;
   e.registered_state = core::register_device(now, r.offline_after).next;
+  e.registered_state.status_refreshed = now;  // its document (below) carries last_seen = now: no refresh due yet
   e.registered_state.heard_over_mqtt = transport == Transport::mqtt;
   e.registered_status.document = core::StatusDocument{record->id,        record->name,     record->device_type,
                                                       record->hardware_id, core::Status::online, now, now,

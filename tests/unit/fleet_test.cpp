@@ -67,6 +67,15 @@ struct World {
     return registered->record.id;
   }
   void at(Millis since_t0) { now = t0 + since_t0; }
+  // The device's will, then its birth, and so on, `changes` times, one a second from 10 s.
+  void flap(const DeviceId& id, int changes) {
+    for (int i = 0; i < changes; ++i) {
+      at(Millis{10000 + 1000 * i});
+      fleet.presence_async(id, i % 2 == 0 ? PresenceSignal{PresenceKind::will, std::nullopt}
+                                          : PresenceSignal{PresenceKind::birth, std::nullopt});
+      cycle();
+    }
+  }
   void cycle() { fleet.run_owner_cycle(); }
   Status status(const DeviceId& id) const { return store.row(id).state.status(); }
   // The history as "to/reason" words, oldest first.
@@ -476,13 +485,8 @@ TEST_CASE("a reconnect after a lost connection publishes every status, even with
 TEST_CASE("a flapping device: from its 4th change in a minute on, one settled row once its status holds 10 s") {
   World w;
   const auto d = w.add("hw-flappy");
-  const PresenceSignal birth{PresenceKind::birth, std::nullopt};
   const auto published = w.publisher.statuses.size();
-  for (int i = 0; i < 10; ++i) {  // drops and comes back every second
-    w.at(Millis{10000 + 1000 * i});
-    w.fleet.presence_async(d, i % 2 == 0 ? will : birth);
-    w.cycle();
-  }
+  w.flap(d, 10);  // drops and comes back every second from 10 s
   // The last message was a birth: online in the registry at once.
   CHECK(w.fleet.counts().by_status[static_cast<std::size_t>(Status::online)] +
             w.fleet.counts().by_status[static_cast<std::size_t>(Status::offline)] == 1);
@@ -506,12 +510,7 @@ TEST_CASE("a flapping device: from its 4th change in a minute on, one settled ro
 TEST_CASE("a flapping device that settles where it was stored adds no row") {
   World w;
   const auto d = w.add("hw-flappy");
-  const PresenceSignal birth{PresenceKind::birth, std::nullopt};
-  for (int i = 0; i < 5; ++i) {  // will, birth, will, birth(held), will(held)
-    w.at(Millis{10000 + 1000 * i});
-    w.fleet.presence_async(d, i % 2 == 0 ? will : birth);
-    w.cycle();
-  }
+  w.flap(d, 5);  // will, birth, will, birth (held), will (held)
   CHECK(w.status(d) == Status::offline);  // stored by the 3rd change
   w.at(60s);
   w.cycle();
@@ -522,12 +521,7 @@ TEST_CASE("a flapping device that settles where it was stored adds no row") {
 TEST_CASE("a settled status the database could not take is stored when it is back") {
   World w;
   const auto d = w.add("hw-flappy");
-  const PresenceSignal birth{PresenceKind::birth, std::nullopt};
-  for (int i = 0; i < 4; ++i) {
-    w.at(Millis{10000 + 1000 * i});
-    w.fleet.presence_async(d, i % 2 == 0 ? will : birth);
-    w.cycle();
-  }
+  w.flap(d, 4);
   CHECK(w.status(d) == Status::offline);
   w.store.down = true;
   w.at(23s);
@@ -551,6 +545,20 @@ TEST_CASE("a device flapping by heartbeats (error, plain, ...) in one cycle sett
   w.cycle();
   CHECK(w.history(d).back() == "online/heartbeat");
   CHECK(w.status(d) == Status::online);
+}
+
+TEST_CASE("a registration's document is the first refresh: a heartbeat within 30 s publishes nothing") {
+  World w;
+  const auto d = w.add("hw-1");
+  const auto published = w.publisher.statuses.size();
+  w.at(5s);
+  w.fleet.heartbeat_async(d, plain_heartbeat());
+  w.cycle();
+  CHECK(w.publisher.statuses.size() == published);
+  w.at(30s);
+  w.fleet.heartbeat_async(d, plain_heartbeat());
+  w.cycle();
+  CHECK(w.publisher.statuses.size() == published + 1);
 }
 
 }  // TEST_SUITE
