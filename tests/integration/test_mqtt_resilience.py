@@ -204,7 +204,10 @@ def test_delete_while_the_broker_is_away_clears_the_retained_topics_after_it_ret
     wait_until(lambda: not retained_now(mqtt, status_topic(device_id), broker=broker, strict=False), timeout=10,
                message=lambda: "the deleted device's retained status is still on the broker\n" + svc.log_tail(20))
     assert not retained_now(mqtt, presence_topic(device_id), broker=broker, strict=False)
-    assert [payload_json(m)["status"] for m in retained_now(mqtt, status_topic(keeper), broker=broker)] == ["online"]
+    # The other device is untouched. Not strict: after a lost connection the service publishes every status
+    # again (a broker back from a crash may hold older ones), so the keeper's may be in flight meanwhile.
+    assert [payload_json(m)["status"] for m in retained_now(mqtt, status_topic(keeper), broker=broker,
+                                                             strict=False)] == ["online"]
 
 
 def test_delete_while_the_broker_is_away_then_a_crash_still_clears_the_retained_topics(start_broker, fleet, mqtt):
