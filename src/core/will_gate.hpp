@@ -37,17 +37,27 @@ struct WillGateOptions {
   // short enough that a real mass death reaches dashboards within 250 ms.
   Millis window{100};
   Millis replay{1000};       // after a reconnect that followed a lost connection
+  Millis first{10};          // every will: time for the next will of a burst to arrive
+};
+
+// How long a will is held, and why.
+struct WillHold {
+  TimePoint until;
+  bool suspect = false;  // in a burst or a replay window (not only `first`)
 };
 
 class WillGate {
  public:
   explicit WillGate(WillGateOptions options = {}) : options_(options) {}
 
-  // A will arrived at `at`: the instant until which it must be held, or
-  // nullopt to apply it now.
-  std::optional<TimePoint> on_will(TimePoint at);
-  // A held will (arrived at `at`) whose hold has ended: true to discard it.
+  // A will arrived at `at`: how long to hold it, or nullopt to apply it now
+  // (only with `first` 0 and no burst or replay).
+  std::optional<WillHold> on_will(TimePoint at);
+  // A held will (arrived at `at`) whose hold has ended at `now`: true to discard it.
   bool discard_after_hold(TimePoint at) const;
+  // ... else, when a burst began within `window` of its arrival (it was the
+  // first will of the burst), the instant until which to hold it again.
+  std::optional<TimePoint> hold_again(TimePoint at, TimePoint now) const;
   // The link to the broker dropped: the caller discards every held will.
   void link_lost(TimePoint at);
   // The link is up. `replay`: messages queued in a session may follow (a
@@ -60,6 +70,7 @@ class WillGate {
   bool in_replay(TimePoint at) const;
 
   std::deque<TimePoint> recent_;  // arrivals within the last window
+  std::optional<TimePoint> burst_at_;  // the latest will that made a burst
   bool link_down_ = true;                   // until the first connection
   bool replaying_ = true;                   // from a loss (or the start) ...
   TimePoint replay_until_ = TimePoint::max();  // ... to `replay` after the connection

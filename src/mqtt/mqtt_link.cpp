@@ -29,6 +29,14 @@
 // outbox covers what it held.
 #include "mqtt/mqtt_link.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+
 #include <chrono>
 #include <vector>
 
@@ -174,7 +182,12 @@ void MqttLink::pause(std::chrono::milliseconds how_long) {
 }
 
 void MqttLink::supervise() {
-  auto backoff = std::chrono::milliseconds(500);
+  // A connection attempt to a broker that is down costs a refused TCP connect:
+  // try every second at most, so the service hears its devices again within a
+  // second of the broker's return.
+  constexpr auto first_backoff = std::chrono::milliseconds(250);
+  constexpr auto max_backoff = std::chrono::milliseconds(1000);
+  auto backoff = first_backoff;
   int quick_drops = 0;
   int attempts = 0;  // connection attempts since the last connection was lost
   while (!stopping_) {
@@ -188,10 +201,10 @@ void MqttLink::supervise() {
     broker_gave_reason_ = false;
     if (!connect_once(clean_start)) {
       pause(backoff);
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(4000));
+      backoff = std::min(backoff * 2, max_backoff);
       continue;
     }
-    if (backoff == std::chrono::milliseconds(500) && closed_silently_) {
+    if (backoff == first_backoff && closed_silently_) {
       // The broker closed the last connection without a word and took this one at
       // once: what Mosquitto does when another client connects with our id.
       const auto now = std::chrono::steady_clock::now();
@@ -208,7 +221,7 @@ void MqttLink::supervise() {
     // that was restarting refused some tries first.
     const bool broker_was_up = attempts == 1;
     attempts = 0;
-    backoff = std::chrono::milliseconds(500);
+    backoff = first_backoff;
     const auto up_since = std::chrono::steady_clock::now();
     {
       std::unique_lock lock(link_mutex_);
@@ -266,7 +279,7 @@ bool MqttLink::connect_once(bool clean_start) {
   try {
     auto token = client->connect(builder.finalize());
     if (!token->wait_for(std::chrono::seconds(4)) || !client->is_connected()) {
-      service::log_warn("mqtt_connect_failed", {{"url", core::redact_url(config_.mqtt_url)}, {"error", "no CONNACK within 4 s"}});
+      log_connect_failed("no CONNACK within 4 s");
       try {
         client->disconnect()->wait_for(std::chrono::seconds(1));
       } catch (const mqtt::exception&) {
@@ -282,7 +295,7 @@ bool MqttLink::connect_once(bool clean_start) {
                           ? std::max(1, mqtt::get<int>(props, mqtt::property::RECEIVE_MAXIMUM))
                           : 65535;
   } catch (const mqtt::exception& e) {
-    service::log_warn("mqtt_connect_failed", {{"url", core::redact_url(config_.mqtt_url)}, {"error", e.what()}});
+    log_connect_failed(e.what());
     return false;
   }
   if (dynamic_security_) {
@@ -315,6 +328,16 @@ bool MqttLink::connect_once(bool clean_start) {
   }
   on_connected(session_present);
   return true;
+}
+
+void MqttLink::log_connect_failed(const std::string& error) {
+  const auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
+  const auto budget = connect_failed_log_.take(now);
+  if (budget.held_back)
+    service::log_warn("mqtt_connect_failures_not_logged",
+                      {{"count", std::to_string(budget.held_back)}, {"note", "at most 5 failed attempts are logged a minute"}});
+  if (budget.write)
+    service::log_warn("mqtt_connect_failed", {{"url", core::redact_url(config_.mqtt_url)}, {"error", error}});
 }
 
 bool MqttLink::prepare_secure_mode() {
@@ -351,8 +374,58 @@ void MqttLink::on_connection_lost(const std::string& cause) {
   link_cv_.notify_all();
 }
 
+namespace {
+
+// The port of a broker URL ("tcp://host:1883", "ssl://[::1]:8883"), or -1.
+int url_port(const std::string& url) {
+  const auto colon = url.rfind(':');
+  if (colon == std::string::npos || colon + 1 >= url.size()) return -1;
+  int port = 0;
+  for (std::size_t i = colon + 1; i < url.size(); ++i) {
+    if (url[i] < '0' || url[i] > '9' || port > 65535) return -1;
+    port = port * 10 + (url[i] - '0');
+  }
+  return port <= 65535 ? port : -1;
+}
+
+// Paho C 1.3.12 leaves Nagle's algorithm on for its socket. A status published
+// right after the PUBACK of the will it answers then waits for the broker's
+// delayed ACK of that PUBACK: 40 ms on Linux, every time (measured with
+// bench/single_wills.py: will -> offline p50 43 ms with Nagle, see BENCHMARKS.md).
+// Paho offers no socket option, so this finds the process's TCP sockets whose
+// peer is the broker's port and turns Nagle off on them (harmless on any other).
+int disable_nagle_towards(int port) {
+  if (port <= 0) return 0;
+  int changed = 0;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    int fd = -1;
+    try {
+      fd = std::stoi(entry.path().filename().string());
+    } catch (const std::exception&) {
+      continue;
+    }
+    int type = 0;
+    socklen_t type_len = sizeof(type);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) != 0 || type != SOCK_STREAM) continue;
+    sockaddr_storage peer{};
+    socklen_t peer_len = sizeof(peer);
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) continue;
+    int peer_port = -1;
+    if (peer.ss_family == AF_INET) peer_port = ntohs(reinterpret_cast<const sockaddr_in&>(peer).sin_port);
+    if (peer.ss_family == AF_INET6) peer_port = ntohs(reinterpret_cast<const sockaddr_in6&>(peer).sin6_port);
+    if (peer_port != port) continue;
+    int on = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) == 0) ++changed;
+  }
+  return changed;
+}
+
+}  // namespace
+
 void MqttLink::on_connected(bool session_present) {
   // On the supervisor thread, after every successful connect.
+  disable_nagle_towards(url_port(config_.mqtt_url));
   connected_ = true;
   subscribed_ = false;
   if (connections_++ > 0) ++metrics_.mqtt_reconnects;

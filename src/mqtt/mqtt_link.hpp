@@ -127,6 +127,9 @@ class MqttLink : public service::StatusPublisher {
   std::deque<RegistrationJob> registrations_;
   std::thread registrar_;
   core::LogBudget registration_log_{20, std::chrono::seconds{1}};  // registration worker only
+  // A broker down for an hour is retried every second: a few lines a minute.
+  core::LogBudget connect_failed_log_{5, std::chrono::seconds{60}};  // supervisor thread only
+  void log_connect_failed(const std::string& error);
 
   std::mutex out_mutex_;
   std::condition_variable out_cv_;

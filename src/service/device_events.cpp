@@ -176,7 +176,7 @@ void Fleet::handle_presence(Event& event, Batch& batch, TimePoint now) {
   }
   if (event.presence.kind == core::PresenceKind::will && !event.gate_passed) {
     // A will in a burst, or right after a reconnect, may be the broker going away.
-    if (auto until = will_gate_.on_will(received_time(event, now))) return hold_will(std::move(event), *until);
+    if (auto hold = will_gate_.on_will(received_time(event, now))) return hold_will(std::move(event), *hold);
     event.gate_passed = true;  // a retry does not ask again
   }
   std::unique_lock lock(registry_mutex_);

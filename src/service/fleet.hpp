@@ -299,7 +299,7 @@ class Fleet {
   void commit(Batch& batch);
   void retry_later(Event event, TimePoint now);
   // The will gate holds this will until `until`; the device's later events wait behind it.
-  void hold_will(Event event, TimePoint until);
+  void hold_will(Event event, core::WillHold hold);
   // Wills discarded as the broker went away: counted and logged; their devices
   // keep their status and get a full window from the broker's return.
   void wills_discarded(std::vector<DeviceId> ids, const char* why);

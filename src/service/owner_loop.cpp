@@ -58,6 +58,12 @@ void Fleet::run_owner_cycle() {
         discarded.push_back(id);
         release(will);
         mailbox.pop_front();
+      } else if (auto again = will_gate_.hold_again(will.at, now)) {
+        // The first will of a burst that began while it was held: held with the burst.
+        ++metrics_.wills_held;
+        it->second.not_before = *again;
+        held_due_.emplace(*again, id);
+        continue;
       } else {
         will.gate_passed = true;
       }
@@ -196,12 +202,12 @@ void Fleet::retry_later(Event event, TimePoint now) {
   held.events.push_front(std::move(event));  // older than anything that waits behind it
 }
 
-void Fleet::hold_will(Event event, TimePoint until) {
-  ++metrics_.wills_held;
+void Fleet::hold_will(Event event, core::WillHold hold) {
+  if (hold.suspect) ++metrics_.wills_held;
   auto& held = held_[event.id];  // empty: the device had nothing waiting (wait_behind_retry)
-  held.not_before = until;
+  held.not_before = hold.until;
   held.will_held = true;
-  held_due_.emplace(until, event.id);
+  held_due_.emplace(hold.until, event.id);
   held.events.push_front(std::move(event));
 }
 

@@ -9,6 +9,9 @@ another connection.
   device's retained status back from the service.
 - Test whether twenty broker restarts under load each end with the service
   connected within 5 s.
+- Test whether broker SIGTERM restarts (down ~2 s) change the status of no device
+  that comes back, and turn those that do not into `offline` (reason `restart`)
+  within offline_after of the broker's return.
 - Test whether MQTT devices keep their deadlines through a link outage.
 - Test whether history carries the time a message arrived, not when it was handled.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -155,6 +159,78 @@ def test_twenty_broker_restarts_under_load_reconnect_within_5_s(fleet, start_bro
     finally:
         sim.terminate()
         sim.wait(10)
+
+
+def test_broker_sigterm_restarts_change_no_status_of_devices_that_come_back(fleet, start_broker, mqtt):
+    """Test whether three broker SIGTERM restarts (down ~2 s each) leave every device that reconnects with only its registration in history, and turn the devices that never come back offline (reason restart) within offline_after of the broker's return."""
+    offline_after = 4
+    broker = start_broker()
+    svc = fleet(broker=broker, MAESTRA_OFFLINE_AFTER=offline_after)
+    ids = [register_http(svc)["id"] for _ in range(30)]
+    stayers, leavers = ids[:25], ids[25:]
+
+    def device(device_id):
+        presence = f"maestra/devices/{device_id}/presence"
+        client = mqtt(broker=broker, will=(presence, b"offline", 1, True))
+        recorder = client.client.on_connect
+
+        def on_connect(paho_client, userdata, flags, rc, *props):
+            recorder(paho_client, userdata, flags, rc, *props)
+            if rc == 0:  # the birth, on every (re)connection
+                paho_client.publish(presence, b"online", qos=1, retain=True)
+        client.client.on_connect = on_connect
+        client.client.publish(presence, b"online", qos=1, retain=True)
+        return client
+
+    clients = {device_id: device(device_id) for device_id in ids}
+
+    stop = threading.Event()
+    alive = set(ids)
+
+    def heartbeats():
+        """Live devices heartbeat every 0.5 s (QoS 0: dropped while the broker is down), bounded."""
+        for _ in range(240):
+            if stop.wait(0.5):
+                return
+            for device_id in list(alive):
+                clients[device_id].client.publish(f"maestra/devices/{device_id}/heartbeat", b"", qos=0)
+
+    beating = threading.Thread(target=heartbeats, daemon=True)
+    beating.start()
+    try:
+        time.sleep(1)
+        returned_at = None
+        for restart in range(3):
+            if restart == 2:
+                for device_id in leavers:  # they go silent with the broker's last restart: never back
+                    alive.discard(device_id)
+                    clients[device_id].client.reconnect_delay_set(min_delay=3600, max_delay=3600)
+            broker.stop()  # SIGTERM: Mosquitto sends every client's will as it shuts down
+            time.sleep(2)
+            broker.start()
+            returned_at = datetime.now(timezone.utc)
+            connected_within(svc, 5)
+            time.sleep(2)
+        time.sleep(offline_after + 1)
+    finally:
+        stop.set()
+        beating.join(5)
+
+    changed = {d: h for d in stayers if (h := svc.get(f"/devices/{d}/history").json()) and
+               [e["reason"] for e in h] != ["registered"]}
+    assert not changed, f"{len(changed)} of {len(stayers)} devices that came back changed status: {changed}"
+    for device_id in stayers:
+        assert get_device(svc, device_id)["status"] == "online"
+    for device_id in leavers:
+        assert get_device(svc, device_id)["status"] == "offline"
+        history = svc.get(f"/devices/{device_id}/history").json()
+        assert [e["reason"] for e in history] == ["restart", "registered"], history
+        at = datetime.fromisoformat(history[0]["at"].replace("Z", "+00:00"))
+        # A full offline_after from the service's return to the broker, which
+        # follows the broker's by its reconnect attempt (at most 1 s apart) and
+        # Paho's connect (up to 1 s more on a restarting broker).
+        assert offline_after - 0.5 <= (at - returned_at).total_seconds() <= offline_after + 2.5, (history[0], returned_at)
+    assert "wills_discarded" in svc.log_text()
 
 
 def test_mqtt_devices_do_not_time_out_while_the_link_is_down(fleet, start_broker, mqtt):

@@ -41,15 +41,18 @@ struct World {
   TimePoint now = t0;
   Fleet fleet;
 
-  explicit World(Seconds offline_after = Seconds{300}, TimePoint watch_started = t0)
-      : fleet(store, metrics, options(offline_after, watch_started), [this] { return now; }) {
+  // `will_first`: the will gate's first hold (WillGateOptions::first); 0 here so
+  // that cases about other rules see a will applied in the cycle it arrives.
+  explicit World(Seconds offline_after = Seconds{300}, TimePoint watch_started = t0, Millis will_first = Millis{0})
+      : fleet(store, metrics, options(offline_after, watch_started, will_first), [this] { return now; }) {
     fleet.set_publisher(&publisher);
     fleet.broker_connected(false);  // connected, no session (nothing to replay)
     fleet.run_owner_cycle();
     publisher.statuses.clear();
   }
-  static service::FleetOptions options(Seconds offline_after, TimePoint watch_started) {
+  static service::FleetOptions options(Seconds offline_after, TimePoint watch_started, Millis will_first) {
     service::FleetOptions o;
+    o.will_gate.first = will_first;
     o.deadlines.default_offline_after = offline_after;
     o.deadlines.watch_started = watch_started;
     return o;
@@ -87,6 +90,7 @@ struct World {
 };
 
 const PresenceSignal will{PresenceKind::will, std::nullopt};
+const Millis production_first = WillGateOptions{}.first;
 HeartbeatRequest plain_heartbeat() { return HeartbeatRequest{}; }
 HeartbeatRequest error_heartbeat() {
   HeartbeatRequest h;
@@ -350,7 +354,7 @@ TEST_CASE("events of a device deleted while they waited for a retry are dropped"
 }
 
 TEST_CASE("broker going away: wills held in a burst are discarded when the link drops; devices keep their status") {
-  World w(Seconds{60});
+  World w(Seconds{60}, t0, production_first);
   std::vector<DeviceId> ids;
   for (int i = 0; i < 5; ++i) ids.push_back(w.add("hw-" + std::to_string(i)));
   w.at(10s);
@@ -361,9 +365,10 @@ TEST_CASE("broker going away: wills held in a burst are discarded when the link 
   w.at(10s + 20ms);
   w.fleet.broker_disconnected();
   w.cycle();
-  CHECK(w.status(ids[0]) == Status::offline);  // the first of a burst cannot be told apart
-  for (std::size_t i = 1; i < ids.size(); ++i) CHECK(w.status(ids[i]) == Status::online);
-  CHECK(w.metrics.wills_discarded == 4);
+  // The first will too: still in its first hold when the second made a burst.
+  for (const auto& id : ids) CHECK(w.status(id) == Status::online);
+  CHECK(w.metrics.wills_discarded == 5);
+  CHECK(w.history(ids[0]) == std::vector<std::string>{"online/registered"});
   // The broker is back at 15 s; device 1 comes back, the others do not.
   w.at(15s);
   w.fleet.broker_connected(true);
@@ -377,34 +382,59 @@ TEST_CASE("broker going away: wills held in a burst are discarded when the link 
   w.at(75s);  // a full offline_after (60 s) from the broker's return
   w.cycle();
   CHECK(w.status(ids[1]) == Status::online);
-  for (std::size_t i = 2; i < ids.size(); ++i) {
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i == 1) continue;
     CHECK(w.status(ids[i]) == Status::offline);
     CHECK(w.store.row(ids[i]).reason == Reason::restart);
   }
 }
 
 TEST_CASE("a burst of wills with the link up is a real mass death: applied when the hold ends, at arrival time") {
-  World w;
+  World w(Seconds{300}, t0, production_first);
   const auto a = w.add("hw-a");
   const auto b = w.add("hw-b");
   const auto c = w.add("hw-c");
   w.at(10s);
   w.fleet.presence_async(a, will);
+  w.cycle();
   w.at(10s + 5ms);
   w.fleet.presence_async(b, will);
   w.fleet.presence_async(c, will);
   w.cycle();
-  CHECK(w.status(a) == Status::offline);
-  CHECK(w.status(b) == Status::online);  // held
-  w.at(10s + 104ms);
-  w.cycle();
+  CHECK(w.status(a) == Status::online);  // its first hold (10 ms): then held with the burst
   CHECK(w.status(b) == Status::online);
-  w.at(10s + 105ms);  // held 100 ms (WillGateOptions::window)
+  w.at(10s + 10ms);
+  w.cycle();
+  CHECK(w.status(a) == Status::online);
+  w.at(10s + 99ms);
+  w.cycle();
+  CHECK(w.status(a) == Status::online);
+  w.at(10s + 100ms);  // a: its arrival + 100 ms (WillGateOptions::window)
+  w.cycle();
+  CHECK(w.status(a) == Status::offline);
+  CHECK(w.status(b) == Status::online);
+  w.at(10s + 105ms);
   w.cycle();
   CHECK(w.status(b) == Status::offline);
   CHECK(w.status(c) == Status::offline);
+  CHECK(w.store.all_history(a).back().at == t0 + 10s);
   CHECK(w.store.all_history(b).back().at == t0 + 10s + 5ms);
   CHECK(w.metrics.wills_discarded == 0);
+}
+
+TEST_CASE("a single will is applied after the gate's first hold (10 ms), at arrival time, and is not counted as held") {
+  World w(Seconds{300}, t0, production_first);
+  const auto a = w.add("hw-a");
+  w.at(10s);
+  w.fleet.presence_async(a, will);
+  w.cycle();
+  CHECK(w.status(a) == Status::online);
+  w.at(10s + production_first);
+  w.cycle();
+  CHECK(w.status(a) == Status::offline);
+  CHECK(w.store.row(a).reason == Reason::will);
+  CHECK(w.store.all_history(a).back().at == t0 + 10s);
+  CHECK(w.metrics.wills_held == 0);
 }
 
 TEST_CASE("a held will keeps the device's order: its birth right after it waits behind it") {
