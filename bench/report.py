@@ -333,6 +333,14 @@ def build_rows(raw):
         row("  will -> offline max", num(raw, "presence.max_ms"), "ms", "", None, None, "(info)", None)
         row("  offline documents missed", missed, "", "", None, None, "0", None if missed is None else missed == 0,
             positive=False)
+    if "presence_single.count" in raw:
+        p99 = num(raw, "presence_single.p99_ms")
+        missed = num(raw, "presence_single.missed")
+        row(f"Presence: {int(raw['presence_single.count']):,} single wills (150 ms apart), will -> offline p50",
+            num(raw, "presence_single.p50_ms"), "ms", "", None, None, "(info)", None)
+        row("  single will -> offline p99", p99, "ms", "", None, None, "< 50 ms", None if p99 is None else p99 < 50)
+        row("  single wills missed", missed, "", "", None, None, "0", None if missed is None else missed == 0,
+            positive=False)
     # 6: timeouts
     if "timeouts.devices" in raw:
         n = int(raw["timeouts.devices"])
@@ -408,6 +416,8 @@ def render(raw_path, out_json, smoke=False, plot_data=None):
     for r in rows:
         if r["positive"] and r["measurement"] and (r["value"] is None or r["value"] <= 0):
             problems.append(f"no sane number for: {r['measurement'].strip()}")
+    if raw.get("presence_single.missed", 0) != 0:
+        problems.append(f"presence: {raw['presence_single.missed']} single wills missed")
     if "presence.missed" in raw and raw["presence.missed"] != 0:
         problems.append(f"presence: {raw['presence.missed']} offline documents missed")
     for load in raw.get("loads", []):

@@ -35,7 +35,8 @@ fresh private Postgres and Mosquitto instances on free 127.0.0.1 ports:
   db              naive one-transaction-per-heartbeat (pgbench, bench/naive_heartbeat.sql)
                   vs. the service's batched flush statement (5,000-row arrays)
   http            wrk, 64 connections: POST /devices/heartbeat vs. GET /health
-  presence        1,000 devices with wills killed at once: kill -> offline status p50/p99/max
+  presence        1,000 devices with wills killed at once: kill -> offline status p50/p99/max;
+                  then devices dying one at a time (bench/single_wills.py): the same, per single will
   timeouts        N silent devices (100,000; quick 10,000) with a short offline_after:
                   each offline within offline_after + 1 s? service CPU time
   scale           N registered devices (1,000,000; quick 100,000): RSS, start-up time,
@@ -100,6 +101,7 @@ if [[ "$MODE" == quick ]]; then
   PGBENCH_SECONDS=3
   WRK_SECONDS=3
   PRESENCE_DEVICES=1000
+  SINGLE_WILLS=50
   TIMEOUT_DEVICES=10000
   TIMEOUT_OFFLINE_AFTER=3
   SCALE_DEVICES=100000
@@ -112,6 +114,7 @@ else
   PGBENCH_SECONDS=15
   WRK_SECONDS=10
   PRESENCE_DEVICES=1000
+  SINGLE_WILLS=50
   TIMEOUT_DEVICES=100000
   TIMEOUT_OFFLINE_AFTER=10
   SCALE_DEVICES=1000000
@@ -749,6 +752,18 @@ bench_presence() {
   fi
   say "presence: $(jget "$json" .seen)/$(jget "$json" .killed) offline; p50 $(jget "$json" .p50_ms) ms," \
     "p99 $(jget "$json" .p99_ms) ms, max $(jget "$json" .max_ms) ms"
+  # Single wills (each alone, 150 ms apart): bench/single_wills.py, its own instances.
+  say "presence: $SINGLE_WILLS devices die one at a time (bench/single_wills.py)"
+  if FLEET_MANAGER_BIN="$SERVICE_BIN" timeout 180 "$PY" "$MAESTRA_REPO/bench/single_wills.py" --count "$SINGLE_WILLS" \
+    >"$dir/single.json" 2>"$dir/single.err"; then
+    json="$(grep '^{' "$dir/single.json" | tail -n 1)"
+    put_json presence_single "$json"
+    say "presence: single wills p50 $(jget "$json" .p50_ms) ms, p99 $(jget "$json" .p99_ms) ms," \
+      "max $(jget "$json" .max_ms) ms, $(jget "$json" .missed) missed"
+  else
+    fail_note "single_wills.py failed: $(tail -n 3 "$dir/single.err" | tr '\n' ' ')"
+    return 1
+  fi
 }
 
 # =====================================================================================================
