@@ -15,6 +15,9 @@
  * maintenance, then online (the Status column, ascending). A click on a column header
  * sorts by it instead; the choice is remembered in localStorage.
  *
+ * Commands (send one, see its state live, send to the filtered set) are in
+ * commands.js, through the hooks of `window.__maestraPage`.
+ *
  * A note on deletions and reconnects. An empty retained payload on a device's
  * status topic means the device was deleted. After a reconnect the broker resends
  * every retained status; rows that were not resent once that burst has gone quiet
@@ -37,6 +40,8 @@
   const TOPIC_FLEET = `${PREFIX}/fleet/status`;
   const DEVICE_HEAD = `${PREFIX}/devices/`;
   const DEVICE_TAIL = '/status';
+  const TOPIC_COMMANDS = `${PREFIX}/commands/#`;  // state changes of commands (commands.js)
+  const COMMANDS_HEAD = `${PREFIX}/commands/`;
 
   const ROW_HEIGHT = 36;        // px, the same as --row-height in style.css
   const OVERSCAN = 10;          // rows rendered above and below the visible ones
@@ -96,6 +101,18 @@
     viewportHeight: el.viewport.clientHeight || 600,
     types: '',                // the device types in the select, joined (to notice changes)
     selectedId: null,
+  };
+  // What commands.js (loaded after this file) needs of the page, and its hooks.
+  const page = window.__maestraPage = {
+    apiBase: API_BASE,
+    authHeaders: () => authHeaders(),
+    selectedId: () => view.selectedId,
+    shownIds: () => view.list.map((e) => e.id),
+    filter: () => ({ status: view.status, type: view.type, search: view.search }),
+    askToken: () => { el.tokenForm.hidden = false; },
+    onCommandMessage: null,   // (topic, payload text)
+    onDetailOpened: null,     // (device id)
+    onListChanged: null,      // ()
   };
   let rowsById = new Map();   // rendered rows, device id -> element
   const rowPool = [];         // detached rows for reuse
@@ -315,6 +332,7 @@
     view.list = list;
     view.listDirty = false;
     renderTypeOptions(types);
+    if (page.onListChanged) page.onListChanged();
   }
 
   function renderTypeOptions(types) {
@@ -626,6 +644,10 @@
       client.subscribe([TOPIC_DEVICES, TOPIC_SUMMARY, TOPIC_FLEET], { qos: QOS }, (err) => {
         if (err) console.error('subscribe failed', err);
       });
+      // Apart: a read-only account refused it must still get the statuses.
+      client.subscribe(TOPIC_COMMANDS, { qos: 0 }, (err) => {
+        if (err) console.warn('no live command states:', err.message);
+      });
       renderConnection();
     });
     const down = () => {
@@ -652,6 +674,10 @@
     client.on('message', (topic, payload, packet) => {
       if (client !== mqttClient) return;
       stats.messages++;
+      if (topic.startsWith(COMMANDS_HEAD)) {
+        if (page.onCommandMessage) page.onCommandMessage(topic, payload.toString());
+        return;
+      }
       inbox.set(topic, payload.length ? payload.toString() : '');
       if (packet.retain) lastRetainedAt = performance.now();
       requestFrame();
@@ -676,6 +702,7 @@
     document.body.classList.add('with-detail');
     renderDetail();
     loadDetail();
+    if (page.onDetailOpened) page.onDetailOpened(id);
     requestFrame();
   }
 

@@ -361,6 +361,59 @@ async function main() {
     return `${history.length} entries`;
   });
 
+  await step('a command sent from the detail panel shows its states live, up to succeeded', async () => {
+    const td = more[1];  // Main Stage TouchDesigner, online
+    const client = await connectDevice(td.id);
+    const received = [];
+    client.on('message', (topic, payload) => {
+      const c = JSON.parse(payload.toString());
+      received.push(c);
+      const reply = `${PREFIX}/devices/${td.id}/replies/${c.id}`;
+      client.publish(reply, JSON.stringify({ state: 'delivered' }), { qos: 1 });
+      // Long enough for the page to show `delivered` before the final state.
+      setTimeout(() => client.publish(reply, JSON.stringify({ state: 'succeeded', result: { ok: true } }), { qos: 1 }), 700);
+    });
+    await new Promise((resolve, reject) => client.subscribe(`${PREFIX}/devices/${td.id}/commands/+`, { qos: 1 },
+      (err) => (err ? reject(err) : resolve())));
+    await page.click(rowSelector(td.id));
+    await page.waitForFunction((want) => document.getElementById('detail').dataset.deviceId === want, td.id, { timeout: 5000 });
+    await page.fill('#command-name', 'restart_show');
+    await page.fill('#command-params', '{"scene": 3}');
+    await page.click('#command-send');
+    const shows = (state) => page.waitForFunction((want) => [...document.querySelectorAll('#commands-body tr')].some(
+      (r) => r.textContent.includes('restart_show') && r.querySelector('.pill').textContent === want), state, { timeout: 8000 });
+    await shows('delivered');   // moved by the service's message on <prefix>/commands/..., not by a reload
+    await shows('succeeded');
+    if (received.length < 1 || received[0].name !== 'restart_show' || !received[0].params || received[0].params.scene !== 3) {
+      throw new Error(`the device received ${JSON.stringify(received)}`);
+    }
+    const stored = await api('GET', `/commands/${received[0].id}`, null, 200);
+    if (stored.state !== 'succeeded') throw new Error(`stored state ${stored.state}`);
+    await page.fill('#command-params', 'not json');
+    await page.fill('#command-name', 'blink');
+    await page.click('#command-send');
+    await page.waitForFunction(() => /params must be JSON/.test(document.getElementById('command-note').textContent), null,
+      { timeout: 3000 });
+    await page.fill('#command-params', '');
+    return `history ${stored.history.map((h) => h.to).join(' > ')}`;
+  });
+
+  await step('a command sent to the shown devices (type filter) reaches each of them', async () => {
+    await page.selectOption('#filter-type', 'esp32');
+    await page.waitForFunction(() => document.getElementById('fanout-send').textContent.includes('type esp32'), null,
+      { timeout: 3000 });
+    await page.fill('#fanout-name', 'recalibrate');
+    await page.click('#fanout-send');
+    await page.waitForFunction(() => /^2 commands stored/.test(document.getElementById('fanout-note').textContent), null,
+      { timeout: 5000 });
+    for (const id of [stage.id, more[4].id]) {
+      const list = await api('GET', `/devices/${id}/commands`, null, 200);
+      if (!list.some((c) => c.name === 'recalibrate')) throw new Error(`${id} got no recalibrate: ${JSON.stringify(list)}`);
+    }
+    await page.selectOption('#filter-type', '');
+    return 'both esp32 devices';
+  });
+
   await step('screenshot of the populated dashboard', async () => {
     await page.waitForTimeout(1100);   // let "x s ago" tick once, for a natural picture
     await page.screenshot({ path: SCREENSHOT_PATH });
