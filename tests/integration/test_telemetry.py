@@ -9,12 +9,14 @@ dropped and counted.
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from harness import psql, psql_value, wait_until
+from harness import PG_BIN, psql, psql_value, wait_until
 from test_mqtt_common import (
     fleet,  # noqa: F401 - the fixture
     metrics,
@@ -109,6 +111,34 @@ def test_upstream_bodies_are_accepted_unchanged_and_stored_when_answered(fleet):
     assert counters[("maestra_telemetry_events_total", 'transport="http"')] == 3
     assert counters[("maestra_telemetry_batch_rows_count", "")] >= 1
     assert counters[("maestra_telemetry_flush_seconds_count", "")] >= 1
+
+
+def test_an_http_point_is_answered_only_once_committed(fleet):
+    """Test whether POST /metrics and /events wait for the transaction holding their rows (held up by a lock here)."""
+    svc = fleet()
+    device_id = register_http(svc)["id"]
+    hold = 1.5
+    for path, body, count in (
+            ("/metrics", {"device_id": device_id, "metric_name": "t", "metric_value": 1},
+             lambda: len(stored_metrics(svc, device_id))),
+            ("/events", {"device_id": device_id, "event_type": "boot"}, lambda: len(stored_events(svc, device_id)))):
+        table = path.strip("/")
+        # Another session holds a SHARE lock on the table: the writer's INSERT waits for it.
+        locker = subprocess.Popen([str(PG_BIN / "psql"), "-X", "-q", "-d", svc.database_url, "-c",
+                                   f"BEGIN; LOCK TABLE {table} IN SHARE MODE; SELECT pg_sleep({hold}); COMMIT;"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: psql_value(svc.database_url, "SELECT count(*) FROM pg_locks l JOIN pg_class c"
+                                          " ON c.oid = l.relation WHERE c.relname = '%s' AND l.mode = 'ShareLock'"
+                                          " AND l.granted" % table) == "1", timeout=10)
+            started = time.monotonic()
+            r = svc.post(path, json=body)
+            waited = time.monotonic() - started
+            assert r.status_code == 200, r.text
+            assert count() == 1
+            assert waited > hold / 2, f"{path} answered in {waited:.3f} s, before its transaction could commit"
+        finally:
+            locker.wait(timeout=30)
 
 
 def test_every_refusal_is_clear_and_stores_nothing(fleet):
