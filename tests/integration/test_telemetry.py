@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from harness import PG_BIN, psql, psql_value, wait_until
+from harness import PG_BIN, REPO, psql, psql_value, wait_until
 from test_mqtt_common import (
     fleet,  # noqa: F401 - the fixture
     metrics,
@@ -333,3 +333,19 @@ def test_mqtt_telemetry_of_unknown_devices_and_bad_payloads_is_dropped_and_count
     wait_until(lambda: stored_metrics(svc, device_id) == [("temperature", 2.0)], timeout=10)
     assert int(psql_value(svc.database_url, f"SELECT count(*) FROM metrics WHERE device_id = '{stranger}'")) == 0
     assert stored_events(svc, device_id) == []
+
+
+def test_python_example_sends_and_reads_telemetry(fleet, mosquitto):
+    """Test whether examples/python/telemetry.py registers, publishes metrics and events, posts a batch and reads them back."""
+    svc = fleet()
+    result = subprocess.run(
+        ["/usr/bin/python3", str(REPO / "examples" / "python" / "telemetry.py"), "--http", svc.url,
+         "--host", mosquitto.host, "--port", str(mosquitto.port), "--count", "3", "--interval", "0.1",
+         "--hardware-id", f"py-telemetry-{uuid.uuid4().hex[:8]}"],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    device_id = result.stdout.split()[1]
+    assert sorted({name for name, _ in stored_metrics(svc, device_id)}) == ["battery", "humidity", "temperature"]
+    assert len(stored_metrics(svc, device_id)) == 3 * 2 + 10
+    assert stored_events(svc, device_id) == [("heartbeat_check", "info")]
+    assert "batch: 200" in result.stdout and '"battery"' in result.stdout
