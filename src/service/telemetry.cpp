@@ -27,7 +27,7 @@ constexpr std::size_t http = static_cast<std::size_t>(Transport::http);
 constexpr std::size_t mqtt = static_cast<std::size_t>(Transport::mqtt);
 
 // The latest value of each (device, name) among the points.
-std::vector<store::LatestValue> latest_of(const std::vector<core::MetricPoint>& points) {
+std::vector<store::LatestValue> latest_of(const store::MetricChunks& chunks) {
   struct Key {
     core::DeviceId device;
     const std::string* name;
@@ -39,11 +39,11 @@ std::vector<store::LatestValue> latest_of(const std::vector<core::MetricPoint>& 
     }
   };
   std::unordered_map<Key, const core::MetricPoint*, KeyHash> newest;
-  newest.reserve(points.size());
-  for (const auto& p : points) {
-    auto [it, added] = newest.try_emplace(Key{p.device, &p.name}, &p);
-    if (!added && it->second->time <= p.time) it->second = &p;
-  }
+  for (const auto& points : chunks)
+    for (const auto& p : points) {
+      auto [it, added] = newest.try_emplace(Key{p.device, &p.name}, &p);
+      if (!added && it->second->time <= p.time) it->second = &p;
+    }
   std::vector<store::LatestValue> out;
   out.reserve(newest.size());
   for (const auto& [key, p] : newest) out.push_back({p->device, p->name, p->value, p->unit, p->time});
@@ -220,8 +220,7 @@ bool Telemetry::enqueue_mqtt(std::vector<core::MetricPoint> metrics, std::vector
       ++counters_.queue_full_dropped;
       return false;
     }
-    if (queue_.metrics.empty()) queue_.metrics = std::move(metrics);
-    else std::move(metrics.begin(), metrics.end(), std::back_inserter(queue_.metrics));
+    if (!metrics.empty()) queue_.metrics.push_back(std::move(metrics));
     std::move(events.begin(), events.end(), std::back_inserter(queue_.events));
     queue_.rows += rows;
     counters_.queued_points = static_cast<std::int64_t>(queue_.rows);
@@ -267,7 +266,8 @@ void Telemetry::flush() {
   std::size_t lost = 0;
   {
     std::lock_guard lock(queue_mutex_);
-    const std::size_t rows = batch.metrics.size() + batch.events.size();
+    std::size_t rows = batch.events.size();
+    for (const auto& chunk : batch.metrics) rows += chunk.size();
     if (stopping_ || queue_.rows + rows > options_.max_queued_rows) {
       lost = rows;
     } else {
@@ -294,13 +294,16 @@ void Telemetry::flush() {
 }
 
 bool Telemetry::write(Pending& batch) {
-  const std::size_t mqtt_metrics = batch.metrics.size();
+  const std::size_t mqtt_chunks = batch.metrics.size();
   const std::size_t mqtt_events = batch.events.size();
-  std::vector<core::MetricPoint> metrics = std::move(batch.metrics);
+  store::MetricChunks metrics = std::move(batch.metrics);
   std::vector<core::EventRecord> events = std::move(batch.events);
+  std::size_t mqtt_points = 0;
+  for (const auto& chunk : metrics) mqtt_points += chunk.size();
+  std::size_t points = mqtt_points;
   for (auto& job : batch.jobs) {
-    metrics.insert(metrics.end(), std::make_move_iterator(job.metrics.begin()),
-                   std::make_move_iterator(job.metrics.end()));
+    points += job.metrics.size();
+    if (!job.metrics.empty()) metrics.push_back(std::move(job.metrics));
     events.insert(events.end(), std::make_move_iterator(job.events.begin()), std::make_move_iterator(job.events.end()));
   }
   const auto started = std::chrono::steady_clock::now();
@@ -309,9 +312,9 @@ bool Telemetry::write(Pending& batch) {
   if (written) written = store_.write(metrics, events, latest);
   if (written) {
     const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
-    counters_.observe_flush(static_cast<std::uint64_t>(micros.count()), metrics.size() + events.size());
-    counters_.points_accepted[mqtt] += mqtt_metrics;
-    counters_.points_accepted[http] += metrics.size() - mqtt_metrics;
+    counters_.observe_flush(static_cast<std::uint64_t>(micros.count()), points + events.size());
+    counters_.points_accepted[mqtt] += mqtt_points;
+    counters_.points_accepted[http] += points - mqtt_points;
     counters_.events_accepted[mqtt] += mqtt_events;
     counters_.events_accepted[http] += events.size() - mqtt_events;
     remember_latest(latest);
@@ -320,12 +323,12 @@ bool Telemetry::write(Pending& batch) {
   }
   ++counters_.write_errors;
   if (const auto take = error_log_.take(clock_()); take.write)
-    log_error("telemetry_write_failed", {{"rows", std::to_string(metrics.size() + events.size())},
+    log_error("telemetry_write_failed", {{"rows", std::to_string(points + events.size())},
                                          {"error", written.error().detail},
                                          {"held_back", std::to_string(take.held_back)}});
   for (auto& job : batch.jobs) job.done.set_value(written.error());
-  // The MQTT rows are the first of each vector: handed back to flush().
-  metrics.resize(mqtt_metrics);
+  // The MQTT rows are the first chunks and events: handed back to flush().
+  metrics.resize(mqtt_chunks);
   events.resize(mqtt_events);
   batch.metrics = std::move(metrics);
   batch.events = std::move(events);

@@ -122,7 +122,7 @@ class Telemetry {
   // What waits for the writer: MQTT rows (kept and retried when the database
   // is down) and HTTP jobs (answered with the error instead).
   struct Pending {
-    std::vector<core::MetricPoint> metrics;
+    store::MetricChunks metrics;
     std::vector<core::EventRecord> events;
     std::vector<HttpJob> jobs;
     std::size_t rows = 0;
@@ -135,7 +135,7 @@ class Telemetry {
   // Stores `batch` in one transaction; true when it committed.
   bool write(Pending& batch);
   // Creates the partitions of the days these rows fall in that are not known yet.
-  core::Result<core::Done> ensure_partitions(const std::vector<core::MetricPoint>& metrics,
+  core::Result<core::Done> ensure_partitions(const store::MetricChunks& metrics,
                                              const std::vector<core::EventRecord>& events);
   void remember_latest(const std::vector<store::LatestValue>& values);
 

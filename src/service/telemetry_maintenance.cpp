@@ -61,7 +61,7 @@ void Telemetry::maintain() {
   }
 }
 
-Result<Done> Telemetry::ensure_partitions(const std::vector<core::MetricPoint>& metrics,
+Result<Done> Telemetry::ensure_partitions(const store::MetricChunks& metrics,
                                           const std::vector<core::EventRecord>& events) {
   auto ensure = [this](store::TelemetryTable table, core::TimePoint time) -> Result<Done> {
     const auto day = core::day_start(time);
@@ -74,15 +74,16 @@ Result<Done> Telemetry::ensure_partitions(const std::vector<core::MetricPoint>& 
     return Done{};
   };
   // Rows mostly share one day: the last day checked is remembered.
-  std::optional<core::TimePoint> last;
-  for (const auto& p : metrics) {
-    if (last && core::day_start(p.time) == *last) continue;
-    if (auto r = ensure(store::TelemetryTable::metrics, p.time); !r) return r;
-    last = core::day_start(p.time);
-  }
-  last.reset();
+  auto last = core::TimePoint::min();
+  for (const auto& chunk : metrics)
+    for (const auto& p : chunk) {
+      if (core::day_start(p.time) == last) continue;
+      if (auto r = ensure(store::TelemetryTable::metrics, p.time); !r) return r;
+      last = core::day_start(p.time);
+    }
+  last = core::TimePoint::min();
   for (const auto& e : events) {
-    if (last && core::day_start(e.time) == *last) continue;
+    if (core::day_start(e.time) == last) continue;
     if (auto r = ensure(store::TelemetryTable::events, e.time); !r) return r;
     last = core::day_start(e.time);
   }

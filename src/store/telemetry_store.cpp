@@ -8,6 +8,7 @@
 // normally two statements in one transaction (points, latest values) plus events.
 #include "store/telemetry_store.hpp"
 
+#include <charconv>
 #include <cstdio>
 #include <mutex>
 #include <stdexcept>
@@ -37,10 +38,10 @@ class Array {
     text_ += element;
   }
   void add(std::int64_t n) { add_raw(std::to_string(n)); }
-  void add(double d) {
+  void add(double d) {  // the shortest text that reads back as the same double
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%.17g", d);
-    add_raw(buf);
+    const auto end = std::to_chars(buf, buf + sizeof buf, d).ptr;
+    add_raw(std::string_view(buf, static_cast<std::size_t>(end - buf)));
   }
   void add_text(std::string_view value) {
     if (text_.size() > 1) text_ += ',';
@@ -111,7 +112,7 @@ class PostgresTelemetryStore final : public TelemetryStore {
  public:
   explicit PostgresTelemetryStore(ConnectionPool& pool) : pool_(pool) {}
 
-  Result<Done> write(const std::vector<core::MetricPoint>& metrics, const std::vector<core::EventRecord>& events,
+  Result<Done> write(const MetricChunks& metrics, const std::vector<core::EventRecord>& events,
                      const std::vector<LatestValue>& latest) override {
     return guarded(pool_, "telemetry_write", [&](pqxx::connection& c) -> Result<Done> {
       try {
@@ -123,22 +124,27 @@ class PostgresTelemetryStore final : public TelemetryStore {
     });
   }
 
-  Result<Done> write_batch(pqxx::connection& c, const std::vector<core::MetricPoint>& metrics,
+  Result<Done> write_batch(pqxx::connection& c, const MetricChunks& metrics,
                            const std::vector<core::EventRecord>& events, const std::vector<LatestValue>& latest) {
     {
       pqxx::work tx(c);
       if (!metrics.empty()) {
         resolve_names(tx, metrics, latest);
         Array device, name, time, value, unit, tags;
-        device.reserve(metrics.size() * 40);
-        for (const auto& p : metrics) {
-          device.add_raw(p.device.to_string());
-          name.add(static_cast<std::int64_t>(name_ids_.at(p.name)));
-          time.add(to_ms(p.time));
-          value.add(p.value);
-          unit.add_text(p.unit);
-          tags.add_text(p.tags);
-        }
+        std::size_t rows = 0;
+        for (const auto& chunk : metrics) rows += chunk.size();
+        device.reserve(rows * 37);
+        time.reserve(rows * 14);
+        value.reserve(rows * 8);
+        for (const auto& chunk : metrics)
+          for (const auto& p : chunk) {
+            device.add_raw(p.device.to_string());
+            name.add(static_cast<std::int64_t>(name_ids_.at(p.name)));
+            time.add(to_ms(p.time));
+            value.add(p.value);
+            unit.add_text(p.unit);
+            tags.add_text(p.tags);
+          }
         tx.exec_prepared("telemetry_insert_metrics", device.str(), name.str(), time.str(), value.str(), unit.str(),
                          tags.str());
       }
@@ -271,7 +277,7 @@ class PostgresTelemetryStore final : public TelemetryStore {
 
  private:
   // Fills name_ids_ with every name of the batch (adding new names).
-  void resolve_names(pqxx::work& tx, const std::vector<core::MetricPoint>& metrics,
+  void resolve_names(pqxx::work& tx, const MetricChunks& metrics,
                      const std::vector<LatestValue>& latest) {
     Array missing;
     bool any = false;
@@ -281,7 +287,8 @@ class PostgresTelemetryStore final : public TelemetryStore {
       missing.add_text(std::string_view(name));
       any = true;
     };
-    for (const auto& p : metrics) need(p.name);
+    for (const auto& chunk : metrics)
+      for (const auto& p : chunk) need(p.name);
     for (const auto& l : latest) need(l.name);
     if (!any) return;
     for (const auto& row : tx.exec_prepared("telemetry_metric_names", missing.str()))

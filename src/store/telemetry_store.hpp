@@ -42,6 +42,10 @@ struct MetricBucket {
   std::int64_t count = 0;
 };
 
+// Metric points in chunks as they arrived (one MQTT message, one HTTP body
+// each): queued and handed to the store without being copied into one vector.
+using MetricChunks = std::vector<std::vector<core::MetricPoint>>;
+
 enum class TelemetryTable { metrics, events };
 std::string_view to_string(TelemetryTable table);
 
@@ -52,7 +56,7 @@ class TelemetryStore {
   // One transaction: the points, the events, and the latest values (at most one
   // per device and name; an older time never replaces a newer stored one). The
   // partitions of every day they fall in must exist.
-  virtual core::Result<core::Done> write(const std::vector<core::MetricPoint>& metrics,
+  virtual core::Result<core::Done> write(const MetricChunks& metrics,
                                          const std::vector<core::EventRecord>& events,
                                          const std::vector<LatestValue>& latest) = 0;
   virtual core::Result<std::vector<LatestValue>> load_latest() = 0;

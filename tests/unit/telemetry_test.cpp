@@ -371,3 +371,20 @@ TEST_CASE("partition names and days") {
   CHECK(!partition_day("metrics", "metrics_p20260230"));
   CHECK(!partition_day("metrics", "metrics_default"));
 }
+
+TEST_CASE("telemetry bodies: nesting up to 32 levels, braces inside strings do not count") {
+  auto event_with_data_depth = [](int levels) {
+    std::string data;
+    for (int i = 0; i < levels; ++i) data += R"({"a":)";
+    data += R"("{[{[")";
+    data.append(static_cast<std::size_t>(levels), '}');
+    return R"({"event_type":"deep","data":)" + data + "}";
+  };
+  // The body is one level, data's objects the others.
+  CHECK(parse_mqtt_event(id_from(device), event_with_data_depth(31), now, limits));
+  const auto deep = parse_mqtt_event(id_from(device), event_with_data_depth(32), now, limits);
+  REQUIRE(!deep);
+  CHECK(deep.error().kind == ErrorKind::malformed);
+  CHECK(parse_mqtt_metrics(id_from(device), R"({"a":1,"b":)", now, limits).error().kind == ErrorKind::malformed);
+  CHECK(parse_mqtt_metrics(id_from(device), "{\"a\":\"\xff\"}", now, limits).error().kind == ErrorKind::malformed);
+}
