@@ -7,6 +7,8 @@
 #                plain subscriber (fleet-sim --subscribe), times metrics per message
 #   mqtt         fleet-manager: points/s stored (maestra_telemetry_points_total and
 #                a count of the rows), and the lag until the last is queryable
+#   heartbeats   MQTT heartbeats/s through fleet-manager, alone and while telemetry
+#                flows at the rate it sustains
 #   http         wrk, POST /metrics/batch of 1,000 points: points/s stored
 #   copy         the ceiling: a raw COPY of the same rows into the same table
 #
@@ -189,6 +191,43 @@ PUBLISH_RATE="$SUSTAINED_RATE" mqtt_run sustained
 SUSTAINED_POINTS="$MQTT_POINTS" SUSTAINED_LAG="$LAG_MS"
 ROWS="$(db_value "SELECT count(*) FROM metrics")"
 
+# --- 2b. heartbeats, alone and while telemetry flows ---------------------------------------------
+# The same devices heartbeat (unthrottled, empty payload) as fast as the service takes
+# them: alone, then while a second publisher (client ids "t-<id>") sends telemetry at
+# the sustained rate above. Heartbeats/s is the delta of maestra_heartbeats_total.
+heartbeats_mqtt() { metric 'maestra_heartbeats_total{transport="mqtt"}'; }
+heartbeat_run() {
+  local out="$1" h0 h1 seconds
+  h0="$(heartbeats_mqtt)"
+  "$FLEET_SIM" --port "$BROKER_PORT" --devices "$DEVICES" --qos 1 --rate 0 --duration "$RUN_SECONDS" \
+    --connect-rate 10000 --on-exit disconnect --quiet --ids-file "$TMP/ids.txt" --register none \
+    >"$out" 2>"$out.err"
+  sleep 1  # the service's queue drains (heartbeats are applied in memory, well under a second)
+  h1="$(heartbeats_mqtt)"
+  seconds="$(summary_of "$out" | jq -r '.duration_s // 0')"
+  HB_RATE="$(awk -v a="${h0:-0}" -v b="${h1:-0}" -v s="$seconds" 'BEGIN {if (s > 0) printf "%.0f", (b - a) / s; else print 0}')"
+}
+say "heartbeats alone, unthrottled, ${RUN_SECONDS}s"
+heartbeat_run "$TMP/hb-alone.out"
+HB_ALONE="$HB_RATE"
+say "heartbeats alone: $HB_ALONE/s"
+say "heartbeats while telemetry flows at $((SUSTAINED_RATE * METRICS)) points/s"
+T0="$(points_mqtt)"
+PUBLISH_RATE="$SUSTAINED_RATE" "$FLEET_SIM" --port "$BROKER_PORT" --devices "$DEVICES" --qos 1 \
+  --rate "$SUSTAINED_RATE" --telemetry-metrics "$METRICS" --duration $((RUN_SECONDS + 4)) --connect-rate 10000 \
+  --on-exit disconnect --quiet --ids-file "$TMP/ids.txt" --register none --client-id-prefix t- \
+  >"$TMP/hb-telemetry.out" 2>"$TMP/hb-telemetry.err" &
+TPUB=$!
+PIDS+=("$TPUB")
+sleep 2
+heartbeat_run "$TMP/hb-with.out"
+HB_WITH="$HB_RATE"
+wait "$TPUB"
+sleep 1
+T1="$(points_mqtt)"
+HB_TELEMETRY_POINTS="$(awk -v a="${T0:-0}" -v b="${T1:-0}" -v s="$((RUN_SECONDS + 5))" 'BEGIN {printf "%.0f", (b - a) / s}')"
+say "heartbeats while telemetry flows: $HB_WITH/s (telemetry stored meanwhile: $HB_TELEMETRY_POINTS points/s)"
+
 # --- 3. HTTP batches -----------------------------------------------------------------------------
 say "HTTP: wrk, 8 connections, POST /metrics/batch of 1,000 points, ${RUN_SECONDS}s"
 H0="$(points_http)"
@@ -226,17 +265,21 @@ printf '%-46s %14s %10s\n' "raw COPY into metrics (ceiling)" "$COPY_POINTS" "1.0
 printf '%-46s %14s %10s\n' "HTTP POST /metrics/batch (1,000 points)" "$HTTP_POINTS" "$(ratio "$HTTP_POINTS" "$COPY_POINTS")"
 printf 'lag until the last MQTT point is queryable after the load ends: %s ms unthrottled (a backlog), %s ms at %s points/s offered (%s stored)\n' "$MAX_LAG" "$SUSTAINED_LAG" "$((SUSTAINED_RATE * METRICS))" "$SUSTAINED_POINTS"
 printf 'service CPU during the unthrottled MQTT run: %s s; rows in metrics at the end: %s\n' "$MAX_CPU" "$ROWS"
+printf 'heartbeats/s through fleet-manager: %s alone, %s while telemetry flows (%s points/s stored meanwhile)\n' "$HB_ALONE" "$HB_WITH" "$HB_TELEMETRY_POINTS"
 printf 'targets: MQTT >= 100,000 points/s and >= 0.7 of pass-through; HTTP >= 0.3 of COPY; lag < 1,000 ms\n'
 
 jq -n --arg ts "$TS" --argjson devices "$DEVICES" --argjson metrics "$METRICS" --argjson seconds "$RUN_SECONDS" \
   --argjson pass "$PASS_POINTS" --argjson mqtt "$MAX_POINTS" --argjson http "$HTTP_POINTS" \
   --argjson copy "$COPY_POINTS" --argjson lag "$MAX_LAG" --argjson acked "$MAX_ACKED" --argjson cpu "$MAX_CPU" \
   --argjson sustained_rate "$((SUSTAINED_RATE * METRICS))" --argjson sustained "$SUSTAINED_POINTS" \
-  --argjson sustained_lag "$SUSTAINED_LAG" \
+  --argjson sustained_lag "$SUSTAINED_LAG" --argjson hb_alone "$HB_ALONE" --argjson hb_with "$HB_WITH" \
+  --argjson hb_telemetry "$HB_TELEMETRY_POINTS" \
   --argjson wrk "${WRK:-null}" \
   '{ts:$ts, devices:$devices, metrics_per_message:$metrics, run_seconds:$seconds,
     passthrough_points_per_s:$pass, mqtt_points_per_s:$mqtt, mqtt_messages_acked:$acked, mqtt_lag_ms:$lag,
     sustained_offered_points_per_s:$sustained_rate, sustained_points_per_s:$sustained, sustained_lag_ms:$sustained_lag,
+    heartbeats_per_s_alone:$hb_alone, heartbeats_per_s_with_telemetry:$hb_with,
+    telemetry_points_per_s_with_heartbeats:$hb_telemetry,
     service_cpu_s:$cpu, http_points_per_s:$http, http_wrk:$wrk, copy_rows_per_s:$copy}' \
   >"$OUT_DIR/telemetry-$TS.json"
 exit "$FAILED"
