@@ -16,6 +16,7 @@ E2E_SCRIPT = REPO / "tests" / "e2e" / "telemetry.e2e.mjs"
 
 
 def test_dashboard_panel_shows_latest_metrics_chart_and_events(start_broker, start_service):
+    """Test whether a device's panel shows its latest metrics, a one-hour chart and its recent events."""
     node = require_tools()
     broker = start_broker()
     service = start_service(broker=broker, MAESTRA_WEB_ROOT=str(DASHBOARD))
