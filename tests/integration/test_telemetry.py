@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -349,3 +350,32 @@ def test_python_example_sends_and_reads_telemetry(fleet, mosquitto):
     assert len(stored_metrics(svc, device_id)) == 3 * 2 + 10
     assert stored_events(svc, device_id) == [("heartbeat_check", "info")]
     assert "batch: 200" in result.stdout and '"battery"' in result.stdout
+
+
+def test_a_clean_shutdown_loses_no_mqtt_telemetry(fleet, mqtt):
+    """Test whether MQTT telemetry acknowledged by the broker is all stored when the service is stopped (SIGTERM) mid-stream and restarted."""
+    svc = fleet()
+    device_id = register_http(svc)["id"]
+    device = mqtt()
+    messages = 20000
+    count = lambda: int(psql_value(svc.database_url, f"SELECT count(*) FROM metrics WHERE device_id = '{device_id}'"))
+    infos = []
+
+    def publish_all():
+        for i in range(messages):
+            infos.append(device.client.publish(metrics_topic(device_id), json.dumps({f"m{j}": i for j in range(5)}),
+                                               qos=1))
+
+    publisher = threading.Thread(target=publish_all)
+    publisher.start()
+    try:
+        # Stop while the service is taking them: what it received is stored at
+        # shutdown, what it had not is kept for it in its broker session.
+        wait_until(lambda: count() > 0, timeout=20)
+        restart_ready(svc, mqtt)
+    finally:
+        publisher.join(timeout=120)
+    for info in infos:
+        info.wait_for_publish(timeout=20)
+    assert 0 < len(infos) == messages
+    wait_until(lambda: count() == 5 * messages, timeout=30, message=lambda: f"{count()} of {5 * messages} points stored")
