@@ -22,9 +22,11 @@
 #include "mqtt/mqtt_link.hpp"
 #include "service/fleet.hpp"
 #include "service/log.hpp"
+#include "service/telemetry.hpp"
 #include "store/device_store.hpp"
 #include "store/instance_lock.hpp"
 #include "store/migrations.hpp"
+#include "store/telemetry_store.hpp"
 
 using namespace maestra;
 
@@ -186,12 +188,31 @@ int main(int argc, char** argv) {
                                         {"ms", std::to_string(load_ms)},
                                         {"grace_s", std::to_string(config.offline_after.count())}});
 
+  // Telemetry has its own connections and its own writer thread: it never waits
+  // behind (or holds up) the heartbeat path.
+  store::ConnectionPool telemetry_pool(config.database_url, 6, store::DeviceStore::prepare_statements);
+  const auto telemetry_store = store::make_postgres_telemetry_store(telemetry_pool);
+  service::TelemetryOptions telemetry_options;
+  telemetry_options.limits.metrics_retention_days = config.metrics_retention_days;
+  telemetry_options.limits.events_retention_days = config.events_retention_days;
+  service::Telemetry telemetry(*telemetry_store, telemetry_options, system_now,
+                               [&fleet](const core::DeviceId& id) { return fleet.knows(id); });
+  if (auto latest = telemetry.load(); !latest) {
+    service::log_error("telemetry_load_failed", {{"error", latest.error().detail}});
+    return 1;
+  } else {
+    service::log_info("telemetry_loaded", {{"latest_values", std::to_string(latest.value())}});
+  }
+  telemetry.start();
+
   mqtt_adapter::MqttLink mqtt(config, fleet, metrics);
+  mqtt.set_telemetry(&telemetry);
   fleet.set_publisher(&mqtt);
   fleet.set_device_access(mqtt.device_access());
   fleet.start();
 
   http::HttpApi api(fleet, metrics, config, http::HealthProbe{[&mqtt] { return mqtt.connected(); }});
+  api.set_telemetry(&telemetry);
   int port = 0;
   try {
     port = api.start();
@@ -232,6 +253,7 @@ int main(int argc, char** argv) {
   fleet.begin_shutdown();
   api.stop();
   mqtt.stop();
+  telemetry.stop();
   fleet.stop();
   service::log_info("stopped");
   return exit_code;

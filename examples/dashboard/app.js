@@ -2,7 +2,8 @@
  * examples/dashboard/app.js — the live fleet view. It owns the MQTT-over-WebSockets
  * connection, the in-memory model built from retained status messages and the
  * batched rendering. It never polls the HTTP API for status: the API is asked only
- * for one device's record and history, when its detail panel is opened.
+ * for one device's record, history and telemetry (latest metrics, one metric's
+ * last hour, recent events), when its detail panel is opened.
  *
  * A note on rendering. Messages are only buffered on arrival (keyed by topic, so a
  * burst of updates to one device costs one apply) and applied in one batch per
@@ -742,6 +743,7 @@
       if (request !== detailRequest) return;
       renderDetail();
       renderHistory(entries, history.ok ? '' : `History unavailable (HTTP ${history.status}).`);
+      loadTelemetry(id, request);
     } catch (err) {
       if (request !== detailRequest) return;
       renderHistory(null, `Cannot reach the API at ${API_BASE}.`);
@@ -812,6 +814,89 @@
       nodes.push(dt, dd);
     }
     el.detailFields.replaceChildren(...nodes);
+  }
+
+  // --- telemetry of the open device: latest values, one metric's last hour, events ---
+  // Read from the query routes when the panel opens (never polled).
+  async function loadTelemetry(id, request) {
+    const base = `${API_BASE}/devices/${encodeURIComponent(id)}`;
+    const note = document.getElementById('telemetry-note');
+    try {
+      const [latest, events] = await Promise.all([
+        fetch(`${base}/metrics/latest`, { headers: authHeaders() }),
+        fetch(`${base}/events?limit=5`, { headers: authHeaders() }),
+      ]);
+      if (request !== detailRequest) return;
+      const metrics = latest.ok ? (await latest.json()).metrics || {} : {};
+      const recent = events.ok ? (await events.json()).events || [] : [];
+      if (request !== detailRequest) return;
+      const names = Object.keys(metrics).sort();
+      note.textContent = latest.ok ? (names.length ? '' : 'No metrics received yet.') : `Metrics unavailable (HTTP ${latest.status}).`;
+      const nodes = [];
+      for (const name of names) {
+        const m = metrics[name];
+        const dt = document.createElement('dt');
+        dt.textContent = name;
+        const dd = document.createElement('dd');
+        const ms = parseTime(m.time);
+        dd.textContent = `${m.value}${m.unit ? ` ${m.unit}` : ''}`;
+        dd.title = absolute(ms);
+        nodes.push(dt, dd);
+      }
+      document.getElementById('latest-metrics').replaceChildren(...nodes);
+      renderEvents(recent);
+      if (names.length) await loadChart(base, names[0], request);
+      else document.getElementById('metric-chart').hidden = true;
+    } catch (err) {
+      if (request === detailRequest) note.textContent = `Cannot reach the API at ${API_BASE}.`;
+    }
+  }
+
+  async function loadChart(base, name, request) {
+    const from = new Date(Date.now() - 3600 * 1000).toISOString();
+    const r = await fetch(`${base}/metrics?name=${encodeURIComponent(name)}&bucket=1m&agg=avg&from=${from}`,
+      { headers: authHeaders() });
+    if (request !== detailRequest) return;
+    const svg = document.getElementById('metric-chart');
+    const buckets = r.ok ? (await r.json()).buckets || [] : [];
+    if (request !== detailRequest) return;
+    svg.hidden = buckets.length === 0;
+    document.getElementById('chart-note').textContent = buckets.length ? `${name}, last hour (1-minute averages)` : '';
+    if (!buckets.length) return;
+    const values = buckets.map((b) => b.value);
+    const low = Math.min(...values), high = Math.max(...values);
+    const start = Date.now() - 3600 * 1000;
+    const points = buckets.map((b) => {
+      const x = Math.max(0, Math.min(300, ((parseTime(b.time) - start) / (3600 * 1000)) * 300));
+      const y = high === low ? 40 : 75 - ((b.value - low) / (high - low)) * 70;
+      return `${x.toFixed(1)},${y.toFixed(1)}`;
+    });
+    const line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline');
+    line.setAttribute('points', points.join(' '));
+    line.setAttribute('class', 'chart-line');
+    const title = document.createElementNS('http://www.w3.org/2000/svg', 'title');
+    title.textContent = `${name}: ${low} to ${high}`;
+    svg.replaceChildren(title, line);
+  }
+
+  function renderEvents(events) {
+    const items = events.map((e) => {
+      const li = document.createElement('li');
+      const pill = document.createElement('span');
+      pill.className = `pill small sev-${str(e.severity)}`;
+      pill.textContent = str(e.severity);
+      const ms = parseTime(e.time);
+      li.title = absolute(ms);
+      li.append(pill, ` ${str(e.event_type)}${e.message ? ` — ${str(e.message)}` : ''} · ${ago(ms)}`);
+      return li;
+    });
+    if (!items.length) {
+      const li = document.createElement('li');
+      li.className = 'note';
+      li.textContent = 'No events.';
+      items.push(li);
+    }
+    document.getElementById('events-list').replaceChildren(...items);
   }
 
   function renderHistory(entries, note) {

@@ -159,6 +159,12 @@ const std::vector<OptionSpec>& option_table() {
              text(&Config::dashboard_username)),
       option("MAESTRA_DASHBOARD_PASSWORD", "--dashboard-password", "", "password of that account",
              text(&Config::dashboard_password)),
+      option("MAESTRA_METRICS_RETENTION_DAYS", "--metrics-retention-days", "90",
+             "days metric points are kept (1-3650); older daily partitions are dropped whole, older points refused",
+             number(&Config::metrics_retention_days, 1, 3650, "days between 1 and 3650")),
+      option("MAESTRA_EVENTS_RETENTION_DAYS", "--events-retention-days", "30",
+             "days events are kept (1-3650); older daily partitions are dropped whole, older events refused",
+             number(&Config::events_retention_days, 1, 3650, "days between 1 and 3650")),
   };
   return table;
 }

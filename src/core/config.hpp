@@ -44,6 +44,9 @@ struct Config {
   std::string provisioning_key;
   std::string dashboard_username;
   std::string dashboard_password;
+  // Telemetry: days metric points and events are kept (whole daily partitions are dropped past them).
+  int metrics_retention_days = 0;
+  int events_retention_days = 0;
 };
 
 // One option: its names, its default (the text a variable would hold; empty

@@ -41,6 +41,11 @@ using core::Error;
 using core::ErrorKind;
 using core::Json;
 
+std::size_t body_limit(std::string_view path) {
+  return path == "/metrics/batch" || path == "/events/batch" ? core::TelemetryLimits{}.max_batch_body_bytes
+                                                             : core::max_body_bytes;
+}
+
 int http_status(ErrorKind kind) {
   switch (kind) {
     case ErrorKind::malformed: return 400;
@@ -70,6 +75,13 @@ const std::vector<RouteSpec>& route_table() {
       {"GET", "/hardware/blocked", true, "blocked hardware ids"},
       {"PUT", "/hardware/{hardware_id}/block", true, "block a hardware id from registering"},
       {"DELETE", "/hardware/{hardware_id}/block", true, "unblock a hardware id"},
+      {"POST", "/metrics", false, "a metric point of a device (answered once stored)"},
+      {"POST", "/metrics/batch", false, "up to 1,000 metric points in one body of up to 1 MiB (answered once stored)"},
+      {"POST", "/events", false, "an event of a device (answered once stored)"},
+      {"POST", "/events/batch", false, "up to 1,000 events in one body of up to 1 MiB (answered once stored)"},
+      {"GET", "/devices/{id}/metrics", true, "a device's metric points, or time buckets (bucket=, agg=)"},
+      {"GET", "/devices/{id}/metrics/latest", true, "the latest value of each metric of a device"},
+      {"GET", "/devices/{id}/events", true, "a device's events, newest first"},
       {"GET", "/health", false, "liveness and dependencies (503 when the database is unreachable)"},
       {"GET", "/metrics", false, "Prometheus metrics"},
       {"GET", "/openapi.json", false, "this API as OpenAPI 3"},
@@ -285,8 +297,8 @@ std::optional<std::pair<int, std::string>> transport_refusal(const httplib::Requ
     const auto length = req.get_header_value("Content-Length");
     if (length.empty() || length.size() > 18 || length.find_first_not_of("0123456789") != std::string::npos)
       return std::pair{400, "Content-Length is not a number"};
-    if (std::stoull(length) > core::max_body_bytes)
-      return std::pair{413, "body is larger than " + std::to_string(core::max_body_bytes) + " bytes"};
+    if (std::stoull(length) > body_limit(req.path))
+      return std::pair{413, "body is larger than " + std::to_string(body_limit(req.path)) + " bytes"};
   }
   const bool bodiless = req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS";
   if (bodiless && has_body(req)) return std::pair{400, req.method + " requests carry no body"};
@@ -566,7 +578,9 @@ void HttpApi::health(const httplib::Request&, httplib::Response& res, const std:
 }
 
 void HttpApi::metrics(const httplib::Request&, httplib::Response& res, const std::string&) {
-  res.set_content(metrics_.render_prometheus(), "text/plain; version=0.0.4");
+  std::string text = metrics_.render_prometheus();
+  if (telemetry_) text += telemetry_->counters().render_prometheus();
+  res.set_content(text, "text/plain; version=0.0.4");
 }
 
 void HttpApi::openapi(const httplib::Request&, httplib::Response& res, const std::string&) {
@@ -659,8 +673,9 @@ void HttpApi::add(const char* method, const char* path, Handler handler) {
     std::string body;
     if (has_body(req)) {
       bool too_large = false;
+      const std::size_t limit = body_limit(spec->path);
       const bool read = reader([&](const char* data, std::size_t length) {
-        if (body.size() + length > core::max_body_bytes) {
+        if (body.size() + length > limit) {
           too_large = true;
           return false;
         }
@@ -668,8 +683,7 @@ void HttpApi::add(const char* method, const char* path, Handler handler) {
         return true;
       });
       if (too_large)
-        return refuse(res, 413, "payload_too_large",
-                      "body is larger than " + std::to_string(core::max_body_bytes) + " bytes");
+        return refuse(res, 413, "payload_too_large", "body is larger than " + std::to_string(limit) + " bytes");
       if (!read) return refuse(res, 400, "bad_request", "the body could not be read");
     }
     run(*spec, handler, req, res, body);
@@ -694,6 +708,13 @@ void HttpApi::install_routes() {
   add("GET", "/hardware/blocked", &HttpApi::list_blocked);
   add("PUT", "/hardware/{hardware_id}/block", &HttpApi::block_hardware);
   add("DELETE", "/hardware/{hardware_id}/block", &HttpApi::unblock_hardware);
+  add("POST", "/metrics", &HttpApi::post_metric);
+  add("POST", "/metrics/batch", &HttpApi::post_metric_batch);
+  add("POST", "/events", &HttpApi::post_event);
+  add("POST", "/events/batch", &HttpApi::post_event_batch);
+  add("GET", "/devices/{id}/metrics", &HttpApi::device_metrics);
+  add("GET", "/devices/{id}/metrics/latest", &HttpApi::device_latest_metrics);
+  add("GET", "/devices/{id}/events", &HttpApi::device_events);
   add("GET", "/health", &HttpApi::health);
   add("GET", "/metrics", &HttpApi::metrics);
   add("GET", "/openapi.json", &HttpApi::openapi);
@@ -731,7 +752,10 @@ void HttpApi::install_routes() {
   server_->set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     end_connection_if_refused(port_, req, res);
     ++metrics_.http_requests;
-    if (res.status >= 400 || req.path != "/devices/heartbeat")
+    // Heartbeats and telemetry are the bulk of requests: only their refusals are logged.
+    const bool bulk = req.path == "/devices/heartbeat" || (req.method == "POST" && (req.path.rfind("/metrics", 0) == 0 ||
+                                                                                    req.path.rfind("/events", 0) == 0));
+    if (res.status >= 400 || !bulk)
       service::log_info("http", {{"method", req.method.substr(0, 16)}, {"path", req.path.substr(0, 200)},
                                  {"status", std::to_string(res.status)}, {"remote", req.remote_addr}});
   });

@@ -20,6 +20,7 @@
 #include "core/topics.hpp"
 #include "service/fleet.hpp"
 #include "service/metrics.hpp"
+#include "service/telemetry.hpp"
 
 namespace httplib {
 class Server;
@@ -58,6 +59,8 @@ class HttpApi {
   // Binds (throws std::runtime_error with one clear line if it cannot) and serves
   // on a thread of its own. Returns the bound port.
   int start();
+  // Telemetry routes (telemetry_routes.cpp) answer 503 until this is set.
+  void set_telemetry(service::Telemetry* telemetry) { telemetry_ = telemetry; }
   // Stops accepting, ends idle keep-alive connections at once, waits for the
   // requests in progress.
   void stop();
@@ -85,6 +88,17 @@ class HttpApi {
   void health(const httplib::Request& req, httplib::Response& res, const std::string& body);
   void metrics(const httplib::Request& req, httplib::Response& res, const std::string& body);
   void openapi(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  // telemetry_routes.cpp
+  void post_metric(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void post_metric_batch(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void post_event(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void post_event_batch(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void device_metrics(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void device_latest_metrics(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void device_events(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  // Secure mode: the device whose credentials the request carries must be the
+  // one every row names.
+  std::optional<core::Error> authenticate_telemetry(const httplib::Request& req, const core::DeviceId& device);
 
   // Secure mode: the device the heartbeat's credentials prove, which must be the
   // device the body names (by id or hardware id).
@@ -100,6 +114,7 @@ class HttpApi {
   std::thread thread_;
   int port_ = 0;
   std::string openapi_;
+  service::Telemetry* telemetry_ = nullptr;
   std::mutex throttle_mutex_;
   core::AuthThrottle throttle_;
   // The latest end of any address's block (ms since the epoch): past it, no
@@ -137,6 +152,9 @@ int bind_and_serve(httplib::Server& server, const core::Config& config, std::thr
 void end_idle_connections(int port);
 
 int http_status(core::ErrorKind kind);
+
+// The body limit of a route: 1 MiB for the telemetry batch routes, 64 KiB otherwise.
+std::size_t body_limit(std::string_view path);
 
 // api/openapi.json, compiled in (cmake/embed_openapi.cmake).
 const char* openapi_document();

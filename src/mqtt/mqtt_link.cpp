@@ -442,7 +442,9 @@ void MqttLink::on_connected(bool session_present) {
     const bool first = connections_ == 1;
     const mqtt::subscribe_options on_new(false, false, mqtt::subscribe_options::SEND_RETAINED_ON_NEW);
     const mqtt::subscribe_options always(false, false, mqtt::subscribe_options::SEND_RETAINED_ON_SUBSCRIBE);
-    const auto filters = topics_.subscriptions();
+    auto filters = topics_.subscriptions();
+    if (telemetry_)
+      for (auto& filter : core::telemetry_subscriptions(topics_.prefix())) filters.push_back(std::move(filter));
     pending_subscriptions_ = static_cast<int>(filters.size());
     const auto client = this->client();
     for (const auto& filter : filters) {
@@ -527,6 +529,10 @@ void MqttLink::on_message(mqtt::const_message_ptr msg) {
       return dynamic_security_->on_response(msg->get_payload_str());
     const auto parsed = topics_.parse(topic);
     const std::string& payload = msg->get_payload_str();
+    if (telemetry_ && parsed.kind == core::Topics::Kind::other)
+      if (const auto telemetry = core::parse_telemetry_topic(topics_.prefix(), topic);
+          telemetry.kind != core::TelemetryKind::none)
+        return handle_telemetry(telemetry, payload);
     // Registrations get an error reply for an oversized payload too (registration_loop).
     if (payload.size() > core::max_body_bytes && parsed.kind != core::Topics::Kind::register_request)
       return reject(Rejection::too_large, topic, "payload over 65536 bytes");
@@ -553,6 +559,31 @@ void MqttLink::handle_heartbeat(std::string_view level, const std::string& paylo
   auto heartbeat = core::parse_heartbeat(body, *id);
   if (!heartbeat) return reject(Rejection::invalid_field, level, heartbeat.error().detail);
   fleet_.heartbeat_async(*id, std::move(heartbeat.value()));
+}
+
+void MqttLink::handle_telemetry(const core::TelemetryTopic& topic, const std::string& payload) {
+  const auto id = core::parse_device_id(topic.level);
+  if (!id) {
+    telemetry_->rejected(service::Transport::mqtt);
+    return reject(Rejection::bad_topic, topic.level, "device id in the topic is not a UUID");
+  }
+  const auto now = telemetry_->now();
+  if (topic.kind == core::TelemetryKind::metrics) {
+    auto points = core::parse_mqtt_metrics(*id, payload, now, telemetry_->limits());
+    if (!points) {
+      telemetry_->rejected(service::Transport::mqtt);
+      return reject(points.error().kind == core::ErrorKind::malformed ? Rejection::malformed : Rejection::invalid_field,
+                    topic.level, points.error().detail);
+    }
+    return telemetry_->offer_metrics(*id, std::move(points.value()));
+  }
+  auto event = core::parse_mqtt_event(*id, payload, now, telemetry_->limits());
+  if (!event) {
+    telemetry_->rejected(service::Transport::mqtt);
+    return reject(event.error().kind == core::ErrorKind::malformed ? Rejection::malformed : Rejection::invalid_field,
+                  topic.level, event.error().detail);
+  }
+  telemetry_->offer_event(*id, std::move(event.value()));
 }
 
 void MqttLink::handle_presence(std::string_view level, const std::string& payload, bool retained) {

@@ -25,6 +25,7 @@
 #include "mqtt/dynamic_security.hpp"
 #include "service/fleet.hpp"
 #include "service/metrics.hpp"
+#include "service/telemetry.hpp"
 
 namespace maestra::mqtt_adapter {
 
@@ -40,6 +41,9 @@ class MqttLink : public service::StatusPublisher {
   void stop();
   // Connected and subscribed (the broker confirmed every subscription).
   bool connected() const { return connected_ && subscribed_; }
+  // Telemetry topics are subscribed and handed to `telemetry` once this is set
+  // (before start()).
+  void set_telemetry(service::Telemetry* telemetry) { telemetry_ = telemetry; }
   // Secure mode: per-device broker accounts (null in open mode).
   service::DeviceAccess* device_access() { return dynamic_security_.get(); }
 
@@ -75,6 +79,8 @@ class MqttLink : public service::StatusPublisher {
   void handle_heartbeat(std::string_view level, const std::string& payload);
   void handle_presence(std::string_view level, const std::string& payload, bool retained);
   void handle_register(std::string_view level, const mqtt::const_message_ptr& msg);
+  // Parses a telemetry message and queues it for the telemetry writer (never waits).
+  void handle_telemetry(const core::TelemetryTopic& topic, const std::string& payload);
   void registration_loop();
   void log_registration(const std::string& hardware_id, const core::Result<service::RegisteredDevice>& record);
   void reply(const RegistrationJob& job, const std::string& payload);
@@ -98,6 +104,7 @@ class MqttLink : public service::StatusPublisher {
   service::Fleet& fleet_;
   service::Metrics& metrics_;
   core::Topics topics_;
+  service::Telemetry* telemetry_ = nullptr;
   // The Paho client: a new one for every connection after a lost one (see "A
   // note on reconnecting"); swapped under client_mutex_, used through client().
   std::shared_ptr<mqtt::async_client> client_;

@@ -242,6 +242,8 @@ class Fleet {
   Result<core::Done> database_health() { return store_.ping(); }
   core::FleetCounts counts() const;
   std::size_t size() const;
+  // Whether the device is registered (in memory, no I/O): the telemetry check.
+  bool knows(const DeviceId& id) const;
 
   // --- from the MQTT adapter ---
   // Connected (again). Without a session on the broker (session_present false)

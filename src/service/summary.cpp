@@ -18,6 +18,11 @@ std::size_t Fleet::size() const {
   return registry_.size();
 }
 
+bool Fleet::knows(const DeviceId& id) const {
+  std::shared_lock lock(registry_mutex_);
+  return registry_.count(id) > 0;
+}
+
 void Fleet::apply_counts(std::optional<core::Status> from, std::optional<core::Status> to) {
   if (from) --counts_.by_status[static_cast<std::size_t>(*from)];
   if (to) ++counts_.by_status[static_cast<std::size_t>(*to)];

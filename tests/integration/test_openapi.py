@@ -468,6 +468,10 @@ def test_every_documented_route_is_served(service):
         ("post", "/devices/heartbeat"): lambda: {"device_id": device},
         ("patch", "/devices/{id}"): lambda: {"firmware_version": "2.0.0"},
         ("put", "/hardware/{hardware_id}/block"): lambda: {"reason": "openapi probe"},
+        ("post", "/metrics"): lambda: {"device_id": device, "metric_name": "t", "metric_value": 1},
+        ("post", "/metrics/batch"): lambda: [{"device_id": device, "metric_name": "t", "metric_value": 1}],
+        ("post", "/events"): lambda: {"device_id": device, "event_type": "boot"},
+        ("post", "/events/batch"): lambda: [{"device_id": device, "event_type": "boot"}],
     }
     ops = sorted(operations(), key=lambda o: o[1] == "delete")  # delete last
     for path, method, _ in ops:
@@ -577,6 +581,58 @@ def test_real_responses_match_the_documented_schemas(service):
     check(register(service, hardware_id=hardware_id), "/devices/register", "post", 403)
     check(service.delete(block), "/hardware/{hardware_id}/block", "delete", 204)
     check(service.delete(block), "/hardware/{hardware_id}/block", "delete", 404)
+
+    # Telemetry: the upstream bodies, their refusals, and the reads of what was stored.
+    kept = other["id"]
+    point = {"device_id": kept, "metric_name": "temperature", "metric_value": 23.5, "unit": "celsius",
+             "tags": {"room": "lab"}}
+    assert check(service.post("/metrics", json=point), "/metrics", "post", 200) == \
+        {"status": "ok", "metric": "temperature"}
+    assert check(service.post("/metrics", json={**point, "metric_value": "hot"}), "/metrics", "post", 422)["field"] == \
+        "metric_value"
+    check(service.post("/metrics", json={**point, "device_id": str(uuid.uuid4())}), "/metrics", "post", 404)
+    check(service.post("/metrics", data="{"), "/metrics", "post", 400)
+    check(service.post("/metrics", data="{" + " " * (64 * 1024 + 10) + "}"), "/metrics", "post", 413)
+    assert check(service.post("/metrics/batch", json=[point, point]), "/metrics/batch", "post", 200)["count"] == 2
+    refused = check(service.post("/metrics/batch", json=[point, {**point, "metric_value": None}]),
+                    "/metrics/batch", "post", 422)
+    assert refused["field"] == "[1].metric_value"
+    check(service.post("/metrics/batch", json=[{**point, "device_id": str(uuid.uuid4())}]), "/metrics/batch", "post", 404)
+    check(service.post("/metrics/batch", data="["), "/metrics/batch", "post", 400)
+    check(service.post("/metrics/batch", data="[" + " " * (1024 * 1024 + 10) + "]"), "/metrics/batch", "post", 413)
+    event = {"device_id": kept, "event_type": "door_opened", "severity": "warning", "message": "front door",
+             "data": {"door": 1}}
+    assert check(service.post("/events", json=event), "/events", "post", 200) == \
+        {"status": "ok", "event_type": "door_opened"}
+    check(service.post("/events", json={**event, "severity": "loud"}), "/events", "post", 422)
+    check(service.post("/events", json={**event, "device_id": str(uuid.uuid4())}), "/events", "post", 404)
+    check(service.post("/events", data="nope"), "/events", "post", 400)
+    check(service.post("/events", data="{" + " " * (64 * 1024 + 10) + "}"), "/events", "post", 413)
+    assert check(service.post("/events/batch", json=[event, {**event, "message": None}]), "/events/batch", "post",
+                 200)["count"] == 2
+    check(service.post("/events/batch", json=[event, {"device_id": kept}]), "/events/batch", "post", 422)
+    check(service.post("/events/batch", json=[{**event, "device_id": str(uuid.uuid4())}]), "/events/batch", "post", 404)
+    check(service.post("/events/batch", data="{}"), "/events/batch", "post", 400)
+    check(service.post("/events/batch", data="[" + " " * (1024 * 1024 + 10) + "]"), "/events/batch", "post", 413)
+    series = check(service.get(f"/devices/{kept}/metrics", params={"name": "temperature"}),
+                   "/devices/{id}/metrics", "get", 200)
+    assert [(p["value"], p["tags"]) for p in series["points"]] == [(23.5, {"room": "lab"})] * 3
+    buckets = check(service.get(f"/devices/{kept}/metrics", params={"bucket": "1h", "agg": "count"}),
+                    "/devices/{id}/metrics", "get", 200)
+    assert sum(b["value"] for b in buckets["buckets"]) == 3
+    check(service.get(f"/devices/{kept}/metrics", params={"bucket": "1s"}), "/devices/{id}/metrics", "get", 422)
+    check(service.get("/devices/x/metrics"), "/devices/{id}/metrics", "get", 400)
+    check(service.get(f"/devices/{uuid.uuid4()}/metrics"), "/devices/{id}/metrics", "get", 404)
+    latest = check(service.get(f"/devices/{kept}/metrics/latest"), "/devices/{id}/metrics/latest", "get", 200)
+    assert latest["metrics"]["temperature"]["unit"] == "celsius"
+    check(service.get("/devices/x/metrics/latest"), "/devices/{id}/metrics/latest", "get", 400)
+    check(service.get(f"/devices/{uuid.uuid4()}/metrics/latest"), "/devices/{id}/metrics/latest", "get", 404)
+    events = check(service.get(f"/devices/{kept}/events", params={"type": "door_opened"}),
+                   "/devices/{id}/events", "get", 200)
+    assert len(events["events"]) == 3 and any(e["message"] is None for e in events["events"])
+    check(service.get(f"/devices/{kept}/events", params={"severity": "loud"}), "/devices/{id}/events", "get", 422)
+    check(service.get("/devices/x/events"), "/devices/{id}/events", "get", 400)
+    check(service.get(f"/devices/{uuid.uuid4()}/events"), "/devices/{id}/events", "get", 404)
 
     assert check(service.get("/health"), "/health", "get", 200)["database"] == "ok"
     metrics = check(service.get("/metrics"), "/metrics", "get", 200)

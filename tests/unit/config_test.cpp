@@ -126,6 +126,8 @@ TEST_CASE("each row stores into a field of its own, and shows what it stored") {
       {"MAESTRA_PROVISIONING_KEY", "fedcba9876543210"},
       {"MAESTRA_DASHBOARD_USERNAME", "dashboard"},
       {"MAESTRA_DASHBOARD_PASSWORD", "dashboard-pw"},
+      {"MAESTRA_METRICS_RETENTION_DAYS", "7"},
+      {"MAESTRA_EVENTS_RETENTION_DAYS", "3"},
   };
   CHECK(sample.size() == option_table().size());
   for (const auto& spec : option_table()) {

@@ -86,6 +86,7 @@ class Fleet final : public ConnectionEvents {
  public:
   Fleet(const SimOptions& options, const sockaddr_in& broker, const std::vector<std::string>& ids)
       : options_(options),
+        payload_(options.telemetry_metrics > 0 ? telemetry_payload(options.telemetry_metrics) : options.payload),
         broker_(broker),
         connect_budget_(options.connect_rate, options.connect_rate * 0.02),
         heartbeat_budget_(options.rate.value_or(0), options.rate.value_or(0) * 0.1),
@@ -99,7 +100,8 @@ class Fleet final : public ConnectionEvents {
     for (std::size_t index = 0; index < ids.size(); ++index) {
       Device& device = devices_[index];
       device.id = ids[index];
-      device.heartbeat_topic = options.prefix + "/devices/" + device.id + "/heartbeat";
+      device.heartbeat_topic = options.prefix + "/devices/" + device.id +
+                               (options.telemetry_metrics > 0 ? "/telemetry/metrics" : "/heartbeat");
       device.presence_topic = options.prefix + "/devices/" + device.id + "/presence";
       device.connection = std::make_unique<MqttConnection>(loop_, *this, index, timeouts);
     }
@@ -334,7 +336,7 @@ class Fleet final : public ConnectionEvents {
   void send_heartbeats_from(Device& device, std::uint64_t count) {
     if (counters_.sent == 0) first_heartbeat_ = loop_.now();
     for (std::uint64_t i = 0; i < count; ++i) {
-      device.connection->publish(device.heartbeat_topic, options_.payload, options_.qos, false);
+      device.connection->publish(device.heartbeat_topic, payload_, options_.qos, false);
       if (options_.qos > 0) {
         ++device.inflight;
         ++total_inflight_;
@@ -486,6 +488,7 @@ class Fleet final : public ConnectionEvents {
   }
 
   const SimOptions& options_;
+  const std::string payload_;  // of every heartbeat (or telemetry message)
   sockaddr_in broker_;
   EventLoop loop_;
   std::vector<Device> devices_;

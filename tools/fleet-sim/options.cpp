@@ -177,6 +177,12 @@ const std::vector<OptionSpec>& option_table() {
        ""},
       {"payload", "TEXT", [](SimOptions& o, const std::string& v) { o.payload = v; return std::string(); },
        [](const SimOptions&) { return std::string("(empty)"); }, "heartbeat payload, e.g. '{}'", ""},
+      {"telemetry-metrics", "N",
+       [](SimOptions& o, const std::string& v) { return parse_integer<std::uint32_t>(v, o.telemetry_metrics, 0, 100); },
+       [](const SimOptions& o) { return std::to_string(o.telemetry_metrics); },
+       "instead of heartbeats, publish telemetry messages of N metrics each ({\"m0\":0.5,...}) on "
+       "{prefix}/devices/{id}/telemetry/metrics, paced like heartbeats (--rate, --interval-ms); 0 = heartbeats",
+       ""},
       {"duration", "S",
        [](SimOptions& o, const std::string& v) { return parse_number(v, o.duration_s, 0.001, 30.0 * 86400); },
        [](const SimOptions& o) { return show_number(o.duration_s); },
@@ -343,6 +349,8 @@ std::string check_options(const SimOptions& options) {
     return "--http must look like http://HOST[:PORT][/PATH], got '" + options.http_url + "'";
   }
   if (options.payload.size() > 1'000'000) return "--payload is limited to 1 MB";
+  if (options.telemetry_metrics > 0 && !options.payload.empty())
+    return "choose either --payload or --telemetry-metrics, not both";
   if (options.kill_fraction > 0 && options.kill_after_s >= options.duration_s) {
     return "--kill-after must be shorter than --duration, or the kill never happens";
   }
@@ -408,6 +416,13 @@ std::string help_text() {
   text << "\nLines printed: one progress line per second on stdout (unless --quiet), one JSON line per event\n"
           "(kill) and a final JSON summary line. Exit status 0 on success, 1 on errors, 2 on bad options.\n";
   return text.str();
+}
+
+std::string telemetry_payload(std::uint32_t metrics) {
+  std::string payload = "{";
+  for (std::uint32_t i = 0; i < metrics; ++i)
+    payload += (i ? ",\"m" : "\"m") + std::to_string(i) + "\":" + std::to_string(i) + ".5";
+  return payload + "}";
 }
 
 }  // namespace fleet_sim

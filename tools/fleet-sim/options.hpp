@@ -47,6 +47,9 @@ struct SimOptions {
   std::optional<double> rate;   // fleet-wide messages/s; 0 = unthrottled
   std::uint32_t inflight = 10;  // unacknowledged heartbeats per connection (QoS 0: per PINGRESP)
   std::string payload;
+  // Telemetry instead of heartbeats: messages of this many metrics on
+  // {prefix}/devices/{id}/telemetry/metrics (0: heartbeats).
+  std::uint32_t telemetry_metrics = 0;
   double duration_s = 60;
   std::uint64_t count = 0;  // 0 = no count bound
   double drain_s = 3;
@@ -82,6 +85,9 @@ std::string check_options(const SimOptions& options);
 
 // The --help text: every option with its default.
 std::string help_text();
+
+// A telemetry/metrics payload of `metrics` values: {"m0":0.5,"m1":1.5,...}.
+std::string telemetry_payload(std::uint32_t metrics);
 
 // The MQTT user name for a client: --username with "{id}" replaced by `id`.
 std::optional<std::string> mqtt_username(const SimOptions& options, std::string_view id);

@@ -115,3 +115,13 @@ TEST_CASE("user name placeholder") {
   options.username = "{id}";
   CHECK(mqtt_username(options, "{id}x") == "{id}x");
 }
+
+TEST_CASE("--telemetry-metrics: telemetry messages of N metrics instead of heartbeats") {
+  const auto parsed = parse_options({"--telemetry-metrics", "3", "--rate", "1000"});
+  REQUIRE(parsed.error.empty());
+  CHECK(parsed.options.telemetry_metrics == 3);
+  CHECK(telemetry_payload(3) == R"({"m0":0.5,"m1":1.5,"m2":2.5})");
+  CHECK(telemetry_payload(1) == R"({"m0":0.5})");
+  CHECK(!parse_options({"--telemetry-metrics", "101"}).error.empty());
+  CHECK(!parse_options({"--telemetry-metrics", "2", "--payload", "{}"}).error.empty());
+}

@@ -1,0 +1,310 @@
+// The TelemetryStore on Postgres: binds the statements of src/store/sql/telemetry_*.sql
+// (batched inserts through unnest of array parameters, the latest-value upsert,
+// partition creation and dropping through the functions of schema/008, the
+// query reads) and reads their rows. It decides nothing; no SQL text lives here.
+//
+// A note on metric names: each name is stored once (metric_names); the writer
+// keeps the ids it has seen in memory and asks only for new names, so a batch is
+// normally two statements in one transaction (points, latest values) plus events.
+#include "store/telemetry_store.hpp"
+
+#include <charconv>
+#include <cstdio>
+#include <mutex>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "store/connection_pool.hpp"
+
+namespace maestra::store {
+
+using core::Done;
+using core::Error;
+using core::ErrorKind;
+using core::Result;
+
+std::string_view to_string(TelemetryTable table) { return table == TelemetryTable::metrics ? "metrics" : "events"; }
+
+namespace {
+
+std::int64_t to_ms(core::TimePoint t) { return t.time_since_epoch().count(); }
+core::TimePoint from_ms(std::int64_t ms) { return core::TimePoint{core::Millis{ms}}; }
+
+// A Postgres array literal; text elements are quoted and escaped.
+class Array {
+ public:
+  void add_raw(std::string_view element) {
+    if (text_.size() > 1) text_ += ',';
+    text_ += element;
+  }
+  void add(std::int64_t n) { add_raw(std::to_string(n)); }
+  void add(double d) {  // the shortest text that reads back as the same double
+    char buf[32];
+    const auto end = std::to_chars(buf, buf + sizeof buf, d).ptr;
+    add_raw(std::string_view(buf, static_cast<std::size_t>(end - buf)));
+  }
+  void add_text(std::string_view value) {
+    if (text_.size() > 1) text_ += ',';
+    text_ += '"';
+    for (const char ch : value) {
+      if (ch == '"' || ch == '\\') text_ += '\\';
+      text_ += ch;
+    }
+    text_ += '"';
+  }
+  void add_text(const std::optional<std::string>& value) {
+    if (value) add_text(std::string_view(*value));
+    else add_raw("NULL");
+  }
+  std::string str() const { return text_ + "}"; }
+  void reserve(std::size_t n) { text_.reserve(n); }
+
+ private:
+  std::string text_ = "{";
+};
+
+std::string day_text(core::TimePoint day) {
+  const std::chrono::year_month_day ymd{std::chrono::floor<std::chrono::days>(day)};
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%04d-%02u-%02u", static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+                static_cast<unsigned>(ymd.day()));
+  return buf;
+}
+
+std::optional<std::string> optional_text(const pqxx::field& f) {
+  if (f.is_null()) return std::nullopt;
+  return f.as<std::string>();
+}
+
+// Runs fn on a leased connection; database failures become Errors
+// (unavailable when the database cannot be reached, internal otherwise).
+template <class Fn>
+auto guarded(ConnectionPool& pool, const char* what, Fn&& fn) -> decltype(fn(std::declval<pqxx::connection&>())) {
+  try {
+    auto lease = pool.acquire();
+    try {
+      return fn(*lease);
+    } catch (const pqxx::broken_connection&) {
+      lease.discard();
+      throw;
+    } catch (const pqxx::in_doubt_error&) {
+      lease.discard();
+      throw;
+    }
+  } catch (const pqxx::broken_connection& e) {
+    return Error{ErrorKind::unavailable, "", std::string(what) + ": database connection lost: " + e.what()};
+  } catch (const pqxx::in_doubt_error& e) {
+    return Error{ErrorKind::unavailable, "", std::string(what) + ": database connection lost mid-commit: " + e.what()};
+  } catch (const pqxx::sql_error& e) {
+    const std::string state = e.sqlstate();
+    const bool down = state.rfind("08", 0) == 0 || state == "57P01" || state == "57P02" || state == "57P03" ||
+                      state == "53300";
+    return Error{down ? ErrorKind::unavailable : ErrorKind::internal, "",
+                 std::string(what) + ": database error " + state + ": " + e.what()};
+  } catch (const PoolTimeout& e) {
+    return Error{ErrorKind::unavailable, "", std::string(what) + ": " + e.what()};
+  } catch (const std::exception& e) {
+    return Error{ErrorKind::internal, "", std::string(what) + ": " + e.what()};
+  }
+}
+
+class PostgresTelemetryStore final : public TelemetryStore {
+ public:
+  explicit PostgresTelemetryStore(ConnectionPool& pool) : pool_(pool) {}
+
+  Result<Done> write(const MetricChunks& metrics, const std::vector<core::EventRecord>& events,
+                     const std::vector<LatestValue>& latest) override {
+    return guarded(pool_, "telemetry_write", [&](pqxx::connection& c) -> Result<Done> {
+      try {
+        return write_batch(c, metrics, events, latest);
+      } catch (...) {
+        name_ids_.clear();  // names this transaction added were rolled back with it
+        throw;
+      }
+    });
+  }
+
+  Result<Done> write_batch(pqxx::connection& c, const MetricChunks& metrics,
+                           const std::vector<core::EventRecord>& events, const std::vector<LatestValue>& latest) {
+    {
+      pqxx::work tx(c);
+      if (!metrics.empty()) {
+        resolve_names(tx, metrics, latest);
+        Array device, name, time, value, unit, tags;
+        std::size_t rows = 0;
+        for (const auto& chunk : metrics) rows += chunk.size();
+        device.reserve(rows * 37);
+        time.reserve(rows * 14);
+        value.reserve(rows * 8);
+        for (const auto& chunk : metrics)
+          for (const auto& p : chunk) {
+            device.add_raw(p.device.to_string());
+            name.add(static_cast<std::int64_t>(name_ids_.at(p.name)));
+            time.add(to_ms(p.time));
+            value.add(p.value);
+            unit.add_text(p.unit);
+            tags.add_text(p.tags);
+          }
+        tx.exec_prepared("telemetry_insert_metrics", device.str(), name.str(), time.str(), value.str(), unit.str(),
+                         tags.str());
+      }
+      if (!latest.empty()) {
+        Array device, name, time, value, unit;
+        for (const auto& l : latest) {
+          device.add_raw(l.device.to_string());
+          name.add(static_cast<std::int64_t>(name_ids_.at(l.name)));
+          time.add(to_ms(l.time));
+          value.add(l.value);
+          unit.add_text(l.unit);
+        }
+        tx.exec_prepared("telemetry_upsert_latest", device.str(), name.str(), time.str(), value.str(), unit.str());
+      }
+      if (!events.empty()) {
+        Array device, time, type, severity, message, data;
+        for (const auto& e : events) {
+          device.add_raw(e.device.to_string());
+          time.add(to_ms(e.time));
+          type.add_text(std::string_view(e.event_type));
+          severity.add_raw(core::to_string(e.severity));
+          message.add_text(e.message);
+          data.add_text(e.data);
+        }
+        tx.exec_prepared("telemetry_insert_events", device.str(), time.str(), type.str(), severity.str(),
+                         message.str(), data.str());
+      }
+      tx.commit();
+      return Done{};
+    }
+  }
+
+  Result<std::vector<LatestValue>> load_latest() override {
+    return guarded(pool_, "telemetry_load_latest", [&](pqxx::connection& c) -> Result<std::vector<LatestValue>> {
+      pqxx::read_transaction tx(c);
+      const auto rows = tx.exec_prepared("telemetry_load_latest");
+      std::vector<LatestValue> out;
+      out.reserve(rows.size());
+      for (const auto& row : rows) {
+        const auto id = core::parse_device_id(row["device_id"].c_str());
+        if (!id) continue;
+        out.push_back({*id, row["name"].as<std::string>(), row["value"].as<double>(), optional_text(row["unit"]),
+                       from_ms(row["ms"].as<std::int64_t>())});
+      }
+      return out;
+    });
+  }
+
+  Result<Done> create_partition(TelemetryTable table, core::TimePoint day) override {
+    return guarded(pool_, "telemetry_create_partition", [&](pqxx::connection& c) -> Result<Done> {
+      pqxx::work tx(c);
+      tx.exec_prepared("telemetry_create_partition", std::string(to_string(table)), day_text(day));
+      tx.commit();
+      return Done{};
+    });
+  }
+
+  Result<std::vector<std::string>> partitions(TelemetryTable table) override {
+    return guarded(pool_, "telemetry_partitions", [&](pqxx::connection& c) -> Result<std::vector<std::string>> {
+      pqxx::read_transaction tx(c);
+      std::vector<std::string> out;
+      for (const auto& row : tx.exec_prepared("telemetry_partitions", std::string(to_string(table))))
+        out.push_back(row["name"].as<std::string>());
+      return out;
+    });
+  }
+
+  Result<Done> drop_partition(TelemetryTable table, core::TimePoint day) override {
+    return guarded(pool_, "telemetry_drop_partition", [&](pqxx::connection& c) -> Result<Done> {
+      pqxx::work tx(c);
+      tx.exec_prepared("telemetry_drop_partition", std::string(to_string(table)), day_text(day));
+      tx.commit();
+      return Done{};
+    });
+  }
+
+  Result<std::vector<MetricSample>> metric_points(const core::DeviceId& device, const core::MetricQuery& q) override {
+    return guarded(pool_, "telemetry_metric_points", [&](pqxx::connection& c) -> Result<std::vector<MetricSample>> {
+      pqxx::read_transaction tx(c);
+      const char* name = q.name ? q.name->c_str() : nullptr;
+      const auto rows = tx.exec_prepared("telemetry_metric_points", device.to_string(), name, to_ms(q.from),
+                                         to_ms(q.to), q.limit);
+      std::vector<MetricSample> out;
+      out.reserve(rows.size());
+      for (const auto& row : rows)
+        out.push_back({row["name"].as<std::string>(), from_ms(row["ms"].as<std::int64_t>()), row["value"].as<double>(),
+                       optional_text(row["unit"]), optional_text(row["tags"])});
+      return out;
+    });
+  }
+
+  Result<std::vector<MetricBucket>> metric_buckets(const core::DeviceId& device, const core::MetricQuery& q) override {
+    return guarded(pool_, "telemetry_metric_buckets", [&](pqxx::connection& c) -> Result<std::vector<MetricBucket>> {
+      pqxx::read_transaction tx(c);
+      const char* name = q.name ? q.name->c_str() : nullptr;
+      const auto rows = tx.exec_prepared("telemetry_metric_buckets", device.to_string(), name, to_ms(q.from),
+                                         to_ms(q.to), static_cast<std::int64_t>(q.bucket->count()), q.limit);
+      std::vector<MetricBucket> out;
+      out.reserve(rows.size());
+      for (const auto& row : rows)
+        out.push_back({row["name"].as<std::string>(), from_ms(row["ms"].as<std::int64_t>()), row["avg"].as<double>(),
+                       row["min"].as<double>(), row["max"].as<double>(), row["sum"].as<double>(),
+                       row["count"].as<std::int64_t>()});
+      return out;
+    });
+  }
+
+  Result<std::vector<core::EventRecord>> events(const core::DeviceId& device, const core::EventQuery& q) override {
+    return guarded(pool_, "telemetry_events", [&](pqxx::connection& c) -> Result<std::vector<core::EventRecord>> {
+      pqxx::read_transaction tx(c);
+      const char* type = q.event_type ? q.event_type->c_str() : nullptr;
+      const std::string severity = q.severity ? std::string(core::to_string(*q.severity)) : std::string();
+      const auto rows = tx.exec_prepared("telemetry_events", device.to_string(), to_ms(q.from), to_ms(q.to), type,
+                                         q.severity ? severity.c_str() : nullptr, q.limit);
+      std::vector<core::EventRecord> out;
+      out.reserve(rows.size());
+      for (const auto& row : rows) {
+        core::EventRecord e;
+        e.device = device;
+        e.time = from_ms(row["ms"].as<std::int64_t>());
+        e.event_type = row["event_type"].as<std::string>();
+        e.severity = core::parse_severity(row["severity"].c_str()).value_or(core::Severity::info);
+        e.message = optional_text(row["message"]);
+        e.data = optional_text(row["data"]);
+        out.push_back(std::move(e));
+      }
+      return out;
+    });
+  }
+
+ private:
+  // Fills name_ids_ with every name of the batch (adding new names).
+  void resolve_names(pqxx::work& tx, const MetricChunks& metrics,
+                     const std::vector<LatestValue>& latest) {
+    Array missing;
+    bool any = false;
+    auto need = [&](const std::string& name) {
+      if (name_ids_.count(name)) return;
+      name_ids_.emplace(name, -1);  // asked once per batch
+      missing.add_text(std::string_view(name));
+      any = true;
+    };
+    for (const auto& chunk : metrics)
+      for (const auto& p : chunk) need(p.name);
+    for (const auto& l : latest) need(l.name);
+    if (!any) return;
+    for (const auto& row : tx.exec_prepared("telemetry_metric_names", missing.str()))
+      name_ids_[row["name"].as<std::string>()] = row["id"].as<int>();
+  }
+
+  ConnectionPool& pool_;
+  // Metric name -> id. Only the writer thread calls write(); after a failed
+  // write the whole map is asked for again (its new names were rolled back).
+  std::unordered_map<std::string, int> name_ids_;
+};
+
+}  // namespace
+
+std::unique_ptr<TelemetryStore> make_postgres_telemetry_store(ConnectionPool& pool) {
+  return std::make_unique<PostgresTelemetryStore>(pool);
+}
+
+}  // namespace maestra::store
