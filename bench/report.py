@@ -381,6 +381,22 @@ def build_rows(raw):
             None)
         row("  p99 secure / open", num(raw, "registration.secure.p99_ms"), "ms", "open mode p99",
             num(raw, "registration.open.p99_ms"), None, "(info)", None)
+    # 9: telemetry ingest (bench/telemetry.sh)
+    if "telemetry.mqtt_points_per_s" in raw:
+        mqtt_p, passthrough = num(raw, "telemetry.mqtt_points_per_s"), num(raw, "telemetry.passthrough_points_per_s")
+        r = ratio_of(mqtt_p, passthrough)
+        row("Telemetry over MQTT: points/s stored", mqtt_p, "/s", "broker pass-through", passthrough, r,
+            ">= 100,000/s and >= 0.7", None if r is None else (mqtt_p >= 100000 and r >= 0.7))
+        http_p, copy = num(raw, "telemetry.http_points_per_s"), num(raw, "telemetry.copy_rows_per_s")
+        r = ratio_of(http_p, copy)
+        row("Telemetry over HTTP batches: points/s stored", http_p, "/s", "raw COPY", copy, r, ">= 0.3",
+            None if r is None else r >= 0.3)
+        lag = num(raw, "telemetry.sustained_lag_ms")
+        row("  lag until queryable, at a sustained load", lag, "ms", "", None, None, "< 1,000 ms",
+            None if lag is None else lag < 1000, positive=False)
+        hb_with, hb_alone = num(raw, "telemetry.heartbeats_per_s_with_telemetry"), num(raw, "telemetry.heartbeats_per_s_alone")
+        row("  MQTT heartbeats/s while telemetry flows", hb_with, "/s", "heartbeats alone", hb_alone,
+            ratio_of(hb_with, hb_alone), "(info)", None)
     # Every fleet-manager this run stopped: SIGTERM to exit.
     stops = {k[len("shutdown."):-len(".ms")]: v for k, v in raw.items() if k.startswith("shutdown.") and k.endswith(".ms")}
     if stops:

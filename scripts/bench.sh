@@ -42,6 +42,9 @@ fresh private Postgres and Mosquitto instances on free 127.0.0.1 ports:
   scale           N registered devices (1,000,000; quick 100,000): RSS, start-up time,
                   GET /devices?status=online&limit=100 latency
   registration    bench/registration_latency.py, open vs secure mode (full mode only)
+  telemetry       bench/telemetry.sh (its own Postgres and brokers; --quick in quick mode):
+                  MQTT telemetry points/s stored vs. the broker's pass-through, HTTP batches
+                  vs. a raw COPY, the lag until queryable, heartbeats/s alone and with telemetry
 
 Options:
   --quick         one offered load (unthrottled), short runs, small sizes: under a minute
@@ -50,7 +53,8 @@ Options:
   --smoke         sanity only (for scripts/test.sh): exit 1 unless every measurement gave a
                   number > 0, every will was seen and nothing failed. Targets are reported,
                   never checked here.
-  --only LIST     comma-separated subset of: ceiling,ingest,db,http,presence,timeouts,scale,registration
+  --only LIST     comma-separated subset of: ceiling,ingest,db,http,presence,timeouts,scale,registration,
+                  telemetry
                   (ceiling and ingest always run together)
   --loads LIST    offered loads in heartbeats/s, 0 = unthrottled (default full: 5000,10000,20000,40000,60000,0)
   --out DIR       results folder (default bench-results/, git-ignored)
@@ -125,7 +129,7 @@ if [[ -n "$LOADS_ARG" ]]; then
   IFS=',' read -r -a LOADS <<<"$LOADS_ARG"
   for l in "${LOADS[@]}"; do [[ "$l" =~ ^[0-9]+$ ]] || { echo "bench.sh: bad --loads value $l" >&2; exit 2; }; done
 fi
-ALL_PARTS="ceiling ingest db http presence timeouts scale registration"
+ALL_PARTS="ceiling ingest db http presence timeouts scale registration telemetry"
 if [[ -n "$ONLY" ]]; then
   for p in ${ONLY//,/ }; do
     [[ " $ALL_PARTS " == *" $p "* ]] || { echo "bench.sh: unknown part '$p' in --only" >&2; exit 2; }
@@ -875,6 +879,32 @@ bench_scale() {
 }
 
 # =====================================================================================================
+# 9. Telemetry ingest (bench/telemetry.sh: its own Postgres and brokers)
+# =====================================================================================================
+bench_telemetry() {
+  local out="$RUN_DIR/telemetry.out" args=() json before
+  put ran.telemetry true
+  [[ "$MODE" == quick ]] && args=(--quick)
+  say "telemetry: bench/telemetry.sh ${args[*]} (its own Postgres and brokers)"
+  before="$(ls "$MAESTRA_REPO"/bench-results/telemetry-*.json 2>/dev/null | wc -l)"
+  if MAESTRA_BUILD_DIR="$MAESTRA_BUILD_DIR" timeout 900 bash "$MAESTRA_REPO/bench/telemetry.sh" "${args[@]}" \
+    >"$out" 2>"$RUN_DIR/telemetry.err"; then
+    json="$(ls -t "$MAESTRA_REPO"/bench-results/telemetry-*.json 2>/dev/null | head -n 1)"
+    if [[ -z "$json" || "$(ls "$MAESTRA_REPO"/bench-results/telemetry-*.json | wc -l)" -le "$before" ]]; then
+      fail_note "telemetry.sh wrote no JSON"
+      return 1
+    fi
+    json="$(jq -c . "$json")"
+    put_json telemetry "$json"
+    say "telemetry: MQTT $(jget "$json" .mqtt_points_per_s) points/s (pass-through $(jget "$json" .passthrough_points_per_s))," \
+      "HTTP batches $(jget "$json" .http_points_per_s) (COPY $(jget "$json" .copy_rows_per_s)), lag $(jget "$json" .sustained_lag_ms) ms"
+  else
+    fail_note "telemetry.sh failed: $(tail -n 3 "$RUN_DIR/telemetry.err" | tr '\n' ' ')"
+    return 1
+  fi
+}
+
+# =====================================================================================================
 # 8. Registration latency (bench/registration_latency.py: its own instances)
 # =====================================================================================================
 bench_registration() {
@@ -909,6 +939,7 @@ main() {
   wanted timeouts && bench_timeouts
   wanted scale && bench_scale
   wanted registration && bench_registration
+  wanted telemetry && bench_telemetry
   return 0
 }
 
