@@ -8,11 +8,24 @@
 // drops. Unplug the board and the broker publishes the will: the fleet manager
 // marks it offline within a second.
 //
+// Commands: subscribed to maestra/devices/{id}/commands/+ before the birth (the
+// birth makes the service send every command not yet delivered, in order). Each
+// command is answered on maestra/devices/{id}/replies/{command_id}: "delivered",
+// then "succeeded", "failed" or "rejected" (an unknown name). Delivery is at
+// least once: a command id already handled gets its last answer again, and is
+// never run twice. Supported here: "blink" {"times":N}, "reboot", "set_interval"
+// {"seconds":N} (the telemetry interval).
+//
+// Telemetry: every 10 s a few readings on maestra/devices/{id}/telemetry/metrics
+// ({"temperature":..,"rssi":..,"free_heap":..}), and a "boot" event on
+// maestra/devices/{id}/telemetry/events once connected after a reset.
+//
 // Libraries: PubSubClient (Nick O'Leary) >= 2.8, ArduinoJson >= 6.
 #include <ArduinoJson.h>
 #include <Preferences.h>
 #include <PubSubClient.h>
 #include <WiFi.h>
+#include <esp_system.h>  // esp_reset_reason
 
 const char* WIFI_SSID = "SSID";
 const char* WIFI_PASSWORD = "password";
@@ -20,6 +33,7 @@ const char* BROKER_HOST = "maestra-host";
 const uint16_t BROKER_PORT = 1883;
 const char* PREFIX = "maestra";
 const unsigned long HEARTBEAT_INTERVAL_MS = 30000;
+const int LED_PIN = 2;  // the on-board LED of most ESP32 dev boards
 
 WiFiClient net;
 PubSubClient mqtt(net);
@@ -28,25 +42,116 @@ String hardwareId;
 String deviceId;
 uint32_t session = 0;
 unsigned long lastHeartbeat = 0;
+unsigned long telemetryIntervalMs = 10000;
+unsigned long lastTelemetry = 0;
+bool bootEventSent = false;
+bool rebootRequested = false;
+
+// The last command ids handled and their final answer (at-least-once delivery:
+// a command sent again is answered again, never run twice).
+const int SEEN = 8;
+String seenIds[SEEN];
+String seenAnswers[SEEN];
+int seenNext = 0;
 
 String topic(const String& kind, const String& id, const String& leaf) {
   return String(PREFIX) + "/" + kind + "/" + id + "/" + leaf;
 }
 
+void reply(const String& commandId, const char* state, const char* error = nullptr) {
+  StaticJsonDocument<256> doc;
+  doc["state"] = state;
+  if (error) doc["error"] = error;
+  String body;
+  serializeJson(doc, body);
+  mqtt.publish(topic("devices", deviceId, "replies/" + commandId).c_str(), body.c_str());
+}
+
+// Runs a command; returns its final state ("succeeded", "failed", "rejected").
+const char* runCommand(const String& name, JsonObjectConst params, String& error) {
+  if (name == "blink") {
+    int times = params["times"] | 3;
+    if (times < 1 || times > 20) { error = "times must be 1-20"; return "failed"; }
+    for (int i = 0; i < times; i++) {
+      digitalWrite(LED_PIN, HIGH); delay(150);
+      digitalWrite(LED_PIN, LOW); delay(150);
+    }
+    return "succeeded";
+  }
+  if (name == "set_interval") {
+    long seconds = params["seconds"] | 0L;
+    if (seconds < 1 || seconds > 3600) { error = "seconds must be 1-3600"; return "failed"; }
+    telemetryIntervalMs = seconds * 1000UL;
+    return "succeeded";
+  }
+  if (name == "reboot") {
+    rebootRequested = true;  // after the answer is out
+    return "succeeded";
+  }
+  error = "unknown command " + name;
+  return "rejected";
+}
+
+void onCommand(const String& commandId, byte* payload, unsigned int length) {
+  for (int i = 0; i < SEEN; i++) {
+    if (seenIds[i] == commandId) {  // sent again: answer again, do not run it twice
+      reply(commandId, "delivered");
+      reply(commandId, seenAnswers[i].c_str());
+      return;
+    }
+  }
+  StaticJsonDocument<1024> command;
+  if (deserializeJson(command, payload, length)) return;
+  reply(commandId, "delivered");
+  String error;
+  const char* state = runCommand(command["name"].as<String>(), command["params"].as<JsonObjectConst>(), error);
+  seenIds[seenNext] = commandId;
+  seenAnswers[seenNext] = state;
+  seenNext = (seenNext + 1) % SEEN;
+  reply(commandId, state, error.isEmpty() ? nullptr : error.c_str());
+}
+
 void onMessage(char* topicName, byte* payload, unsigned int length) {
-  if (String(topicName) != topic("hardware", hardwareId, "registration")) return;
-  StaticJsonDocument<1024> reply;
-  if (deserializeJson(reply, payload, length)) return;
+  const String name(topicName);
+  const String commands = topic("devices", deviceId, "commands/");
+  if (!deviceId.isEmpty() && name.startsWith(commands)) {
+    onCommand(name.substring(commands.length()), payload, length);
+    return;
+  }
+  if (name != topic("hardware", hardwareId, "registration")) return;
+  StaticJsonDocument<1024> answer;
+  if (deserializeJson(answer, payload, length)) return;
   // A new record has "id"; a conflict reply {"error":"conflict","id":...} too.
-  if (reply.containsKey("id")) {
-    deviceId = reply["id"].as<String>();
+  if (answer.containsKey("id")) {
+    deviceId = answer["id"].as<String>();
     prefs.putString("device_id", deviceId);  // register only once
     Serial.println("Registered as " + deviceId);
   } else {
     Serial.print("Registration refused: ");
-    serializeJson(reply, Serial);
+    serializeJson(answer, Serial);
     Serial.println();
   }
+}
+
+void publishTelemetry() {
+  StaticJsonDocument<256> doc;
+  doc["temperature"] = temperatureRead();  // the chip's own sensor, in degrees Celsius
+  doc["rssi"] = WiFi.RSSI();
+  doc["free_heap"] = ESP.getFreeHeap();
+  String body;
+  serializeJson(doc, body);
+  mqtt.publish(topic("devices", deviceId, "telemetry/metrics").c_str(), body.c_str());
+}
+
+void publishBootEvent() {
+  StaticJsonDocument<256> doc;
+  doc["event_type"] = "boot";
+  doc["severity"] = "info";
+  doc["message"] = "started, firmware 1.0.0";
+  doc.createNestedObject("data")["reset_reason"] = (int)esp_reset_reason();
+  String body;
+  serializeJson(doc, body);
+  mqtt.publish(topic("devices", deviceId, "telemetry/events").c_str(), body.c_str());
 }
 
 void registerOverMqtt() {
@@ -77,12 +182,19 @@ bool connectAsDevice() {
   String birth = "{\"state\":\"online\",\"session\":" + String(session) + "}";
   // connect(id, willTopic, willQos, willRetain, willMessage)
   if (!mqtt.connect(("device-" + deviceId).c_str(), presence.c_str(), 1, true, will.c_str())) return false;
+  // Commands first: the birth makes the service send what is waiting.
+  mqtt.subscribe(topic("devices", deviceId, "commands/+").c_str(), 1);
   mqtt.publish(presence.c_str(), birth.c_str(), true);
+  if (!bootEventSent) {  // once per reset, not per reconnect
+    publishBootEvent();
+    bootEventSent = true;
+  }
   return true;
 }
 
 void setup() {
   Serial.begin(115200);
+  pinMode(LED_PIN, OUTPUT);
   WiFi.begin(WIFI_SSID, WIFI_PASSWORD);
   while (WiFi.status() != WL_CONNECTED) delay(500);
   hardwareId = WiFi.macAddress();
@@ -91,7 +203,7 @@ void setup() {
   session = prefs.getUInt("session", 0);
   mqtt.setServer(BROKER_HOST, BROKER_PORT);
   mqtt.setCallback(onMessage);
-  mqtt.setBufferSize(1024);
+  mqtt.setBufferSize(2048);  // command payloads (params up to a few hundred bytes here)
   while (deviceId.isEmpty()) {
     registerOverMqtt();
     if (deviceId.isEmpty()) delay(5000);
@@ -113,6 +225,19 @@ void loop() {
     // Empty payload is a plain heartbeat; {"status":"error"} reports an error.
     mqtt.publish(topic("devices", deviceId, "heartbeat").c_str(), "");
     lastHeartbeat = millis();
+  }
+  if (millis() - lastTelemetry >= telemetryIntervalMs) {
+    publishTelemetry();
+    lastTelemetry = millis();
+  }
+  if (rebootRequested) {
+    // A clean goodbye (status offline, reason disconnect), then the birth after the restart.
+    String bye = "{\"state\":\"offline\",\"reason\":\"disconnect\",\"session\":" + String(session) + "}";
+    mqtt.publish(topic("devices", deviceId, "presence").c_str(), bye.c_str(), true);
+    mqtt.loop();
+    mqtt.disconnect();
+    delay(100);
+    ESP.restart();
   }
   delay(10);
 }
