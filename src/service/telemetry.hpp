@@ -109,6 +109,8 @@ class Telemetry {
 
   // One maintenance pass now (the writer runs one every maintenance_every).
   void maintain();
+  // Drops the latest values of devices that were deleted (memory and table).
+  void forget_deleted_devices();
   // One flush of what is queued, on the caller's thread (tests, and stop()).
   void flush();
 

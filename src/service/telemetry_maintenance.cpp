@@ -1,7 +1,8 @@
 // Partition maintenance of the telemetry writer: the daily partitions of metrics
 // and events are created ahead (today and the next two days) and for the days
 // of accepted past times, and dropped whole once every time they can hold is
-// past retention. Runs on the writer thread (at start-up, then hourly), so a
+// past retention. The latest values of deleted devices go too (in memory and in
+// metrics_latest, which has no foreign key to devices). Runs on the writer thread (at start-up, then hourly), so a
 // partition is never created and dropped at the same time.
 #include "service/log.hpp"
 #include "service/telemetry.hpp"
@@ -59,6 +60,31 @@ void Telemetry::maintain() {
     }
     partitions_[table] = std::move(days);
   }
+  forget_deleted_devices();
+}
+
+void Telemetry::forget_deleted_devices() {
+  std::size_t in_memory = 0;
+  {
+    std::unique_lock lock(latest_mutex_);
+    for (auto it = latest_.begin(); it != latest_.end();) {
+      if (registered_(it->first)) {
+        ++it;
+        continue;
+      }
+      it = latest_.erase(it);
+      ++in_memory;
+    }
+  }
+  auto purged = store_.purge_deleted_latest();
+  if (!purged) {
+    log_error("telemetry_latest_purge_failed", {{"error", purged.error().detail}});
+    return;
+  }
+  if (purged.value() || in_memory)
+    log_info("telemetry_latest_purged", {{"devices", std::to_string(purged.value())},
+                                         {"in_memory", std::to_string(in_memory)},
+                                         {"why", "the devices were deleted"}});
 }
 
 Result<Done> Telemetry::ensure_partitions(const store::MetricChunks& metrics,

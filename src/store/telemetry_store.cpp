@@ -193,6 +193,15 @@ class PostgresTelemetryStore final : public TelemetryStore {
     });
   }
 
+  Result<std::size_t> purge_deleted_latest() override {
+    return guarded(pool_, "telemetry_purge_latest", [&](pqxx::connection& c) -> Result<std::size_t> {
+      pqxx::work tx(c);
+      const auto rows = tx.exec_prepared("telemetry_purge_latest");
+      tx.commit();
+      return rows.empty() ? std::size_t{0} : rows[0]["devices"].as<std::size_t>();
+    });
+  }
+
   Result<Done> create_partition(TelemetryTable table, core::TimePoint day) override {
     return guarded(pool_, "telemetry_create_partition", [&](pqxx::connection& c) -> Result<Done> {
       pqxx::work tx(c);

@@ -60,6 +60,8 @@ class TelemetryStore {
                                          const std::vector<core::EventRecord>& events,
                                          const std::vector<LatestValue>& latest) = 0;
   virtual core::Result<std::vector<LatestValue>> load_latest() = 0;
+  // Removes the latest values of devices that were deleted; returns how many devices.
+  virtual core::Result<std::size_t> purge_deleted_latest() = 0;
 
   // The partition of `table` for the UTC day starting at `day`, if missing.
   virtual core::Result<core::Done> create_partition(TelemetryTable table, core::TimePoint day) = 0;

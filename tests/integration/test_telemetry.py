@@ -269,6 +269,23 @@ def test_latest_values_survive_a_restart(fleet, mqtt):
     assert after == before
 
 
+def test_latest_values_of_a_deleted_device_are_forgotten(fleet, mqtt):
+    """Test whether the latest values of a deleted device leave metrics_latest at the next maintenance pass (the service's start), while another device's stay."""
+    svc = fleet()
+    gone, kept = register_http(svc)["id"], register_http(svc)["id"]
+    for device_id in (gone, kept):
+        assert svc.post("/metrics", json={"device_id": device_id, "metric_name": "temperature",
+                                          "metric_value": 21.5}).status_code == 200
+    latest_rows = lambda d: int(psql_value(svc.database_url, f"SELECT count(*) FROM metrics_latest WHERE device_id = '{d}'"))
+    assert latest_rows(gone) == 1 and latest_rows(kept) == 1
+    assert svc.delete(f"/devices/{gone}").status_code == 204
+    restart_ready(svc, mqtt)  # maintenance runs at start-up (then hourly)
+    assert latest_rows(gone) == 0
+    assert latest_rows(kept) == 1
+    assert svc.get(f"/devices/{kept}/metrics/latest").json()["metrics"]["temperature"]["value"] == 21.5
+    assert "telemetry_latest_purged" in svc.log_text()
+
+
 def test_partitions_are_created_ahead_and_dropped_past_retention(fleet, mqtt):
     """Test whether the start-up maintenance pass creates today's and the next two days' partitions and drops one past retention."""
     svc = fleet()
