@@ -70,6 +70,13 @@ const std::vector<RouteSpec>& route_table() {
       {"GET", "/hardware/blocked", true, "blocked hardware ids"},
       {"PUT", "/hardware/{hardware_id}/block", true, "block a hardware id from registering"},
       {"DELETE", "/hardware/{hardware_id}/block", true, "unblock a hardware id"},
+      {"POST", "/devices/{id}/commands", true, "send a command to a device (201; Idempotency-Key; ?wait=N)"},
+      {"GET", "/devices/{id}/commands", true, "a device's commands, newest first (filters state; limit, offset)"},
+      {"POST", "/commands", true, "send a command to many devices (device_ids, device_type or status)"},
+      {"GET", "/commands/{command_id}", true, "one command with its history"},
+      {"DELETE", "/commands/{command_id}", true, "cancel a command (409 when it is terminal)"},
+      {"GET", "/devices/{id}/commands/pending", false, "a device's undelivered commands, marked sent (?wait=N long poll)"},
+      {"POST", "/devices/{id}/commands/{command_id}/reply", false, "a device's reply to a command"},
       {"GET", "/health", false, "liveness and dependencies (503 when the database is unreachable)"},
       {"GET", "/metrics", false, "Prometheus metrics"},
       {"GET", "/openapi.json", false, "this API as OpenAPI 3"},
@@ -566,7 +573,8 @@ void HttpApi::health(const httplib::Request&, httplib::Response& res, const std:
 }
 
 void HttpApi::metrics(const httplib::Request&, httplib::Response& res, const std::string&) {
-  res.set_content(metrics_.render_prometheus(), "text/plain; version=0.0.4");
+  res.set_content(metrics_.render_prometheus() + (commands_ ? commands_->metrics().render_prometheus() : ""),
+                  "text/plain; version=0.0.4");
 }
 
 void HttpApi::openapi(const httplib::Request&, httplib::Response& res, const std::string&) {
@@ -694,6 +702,13 @@ void HttpApi::install_routes() {
   add("GET", "/hardware/blocked", &HttpApi::list_blocked);
   add("PUT", "/hardware/{hardware_id}/block", &HttpApi::block_hardware);
   add("DELETE", "/hardware/{hardware_id}/block", &HttpApi::unblock_hardware);
+  add("POST", "/devices/{id}/commands", &HttpApi::create_command);
+  add("GET", "/devices/{id}/commands", &HttpApi::list_commands);
+  add("POST", "/commands", &HttpApi::fan_out_commands);
+  add("GET", "/commands/{command_id}", &HttpApi::get_command);
+  add("DELETE", "/commands/{command_id}", &HttpApi::cancel_command);
+  add("GET", "/devices/{id}/commands/pending", &HttpApi::pending_commands);
+  add("POST", "/devices/{id}/commands/{command_id}/reply", &HttpApi::reply_command);
   add("GET", "/health", &HttpApi::health);
   add("GET", "/metrics", &HttpApi::metrics);
   add("GET", "/openapi.json", &HttpApi::openapi);

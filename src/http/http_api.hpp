@@ -18,6 +18,7 @@
 #include "core/config.hpp"
 #include "core/requests.hpp"
 #include "core/topics.hpp"
+#include "service/commands.hpp"
 #include "service/fleet.hpp"
 #include "service/metrics.hpp"
 
@@ -58,6 +59,8 @@ class HttpApi {
   // Binds (throws std::runtime_error with one clear line if it cannot) and serves
   // on a thread of its own. Returns the bound port.
   int start();
+  // Commands to devices (routes in command_routes.cpp); without it they answer 503.
+  void set_commands(service::Commands* commands) { commands_ = commands; }
   // Stops accepting, ends idle keep-alive connections at once, waits for the
   // requests in progress.
   void stop();
@@ -85,6 +88,14 @@ class HttpApi {
   void health(const httplib::Request& req, httplib::Response& res, const std::string& body);
   void metrics(const httplib::Request& req, httplib::Response& res, const std::string& body);
   void openapi(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  // command_routes.cpp
+  void create_command(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void fan_out_commands(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void get_command(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void list_commands(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void cancel_command(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void pending_commands(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void reply_command(const httplib::Request& req, httplib::Response& res, const std::string& body);
 
   // Secure mode: the device the heartbeat's credentials prove, which must be the
   // device the body names (by id or hardware id).
@@ -93,6 +104,7 @@ class HttpApi {
 
   service::Fleet& fleet_;
   service::Metrics& metrics_;
+  service::Commands* commands_ = nullptr;
   const core::Config& config_;
   core::Topics topics_;
   HealthProbe probe_;

@@ -32,6 +32,7 @@
 #include <chrono>
 #include <vector>
 
+#include "core/commands.hpp"
 #include "core/documents.hpp"
 #include "core/presence.hpp"
 #include "core/requests.hpp"
@@ -59,6 +60,7 @@ struct PublishedStatus {
   core::DeviceId id;
   std::int64_t seq;
   bool clear = false;
+  bool command = false;  // id is a command's
 };
 }  // namespace
 
@@ -69,7 +71,9 @@ class MqttLink::AckListener : public mqtt::iaction_listener {
   AckListener(MqttLink& link, service::Fleet& fleet) : link_(link), fleet_(fleet) {}
   void on_success(const mqtt::token& tok) override {
     std::unique_ptr<PublishedStatus> status(static_cast<PublishedStatus*>(tok.get_user_context()));
-    if (status && status->clear)
+    if (status && status->command) {
+      if (link_.commands_) link_.commands_->command_acked(status->id);
+    } else if (status && status->clear)
       fleet_.clear_acked(status->id);
     else if (status)
       fleet_.status_acked(status->id, status->seq);
@@ -369,7 +373,8 @@ void MqttLink::on_connected(bool session_present) {
     const bool first = connections_ == 1;
     const mqtt::subscribe_options on_new(false, false, mqtt::subscribe_options::SEND_RETAINED_ON_NEW);
     const mqtt::subscribe_options always(false, false, mqtt::subscribe_options::SEND_RETAINED_ON_SUBSCRIBE);
-    const auto filters = topics_.subscriptions();
+    auto filters = topics_.subscriptions();
+    if (commands_) filters.push_back(core::command_reply_filter(topics_.prefix()));
     pending_subscriptions_ = static_cast<int>(filters.size());
     const auto client = this->client();
     for (const auto& filter : filters) {
@@ -388,6 +393,7 @@ void MqttLink::on_connected(bool session_present) {
   const auto now = std::chrono::time_point_cast<core::Millis>(std::chrono::system_clock::now());
   publish(topics_.fleet_status(), core::fleet_status_json(true, now), true);
   fleet_.broker_connected(session_present);
+  if (commands_) commands_->broker_connected();
 }
 
 void MqttLink::stop() {
@@ -452,8 +458,10 @@ void MqttLink::on_message(mqtt::const_message_ptr msg) {
     const std::string& topic = msg->get_topic();
     if (dynamic_security_ && topic == DynamicSecurity::response_topic)
       return dynamic_security_->on_response(msg->get_payload_str());
-    const auto parsed = topics_.parse(topic);
     const std::string& payload = msg->get_payload_str();
+    if (commands_)
+      if (const auto reply = core::parse_reply_topic(topics_.prefix(), topic)) return handle_reply(*reply, payload);
+    const auto parsed = topics_.parse(topic);
     // Registrations get an error reply for an oversized payload too (registration_loop).
     if (payload.size() > core::max_body_bytes && parsed.kind != core::Topics::Kind::register_request)
       return reject(Rejection::too_large, topic, "payload over 65536 bytes");
@@ -640,6 +648,8 @@ void MqttLink::transmit(Outgoing& out, mqtt::async_client& client) {
       context = std::make_unique<PublishedStatus>(PublishedStatus{out.status->document.device_id, out.status->seq});
     } else if (out.cleared) {
       context = std::make_unique<PublishedStatus>(PublishedStatus{*out.cleared, 0, true});
+    } else if (out.command) {
+      context = std::make_unique<PublishedStatus>(PublishedStatus{*out.command, 0, false, true});
     }
     client.publish(out.msg, context.get(), *acks_);
     context.release();  // owned by the token now: the AckListener deletes it
@@ -675,6 +685,53 @@ void MqttLink::clear_device(const core::DeviceId& id) {
   // fleet both are done (and its record of the pending clear can go).
   publish(topics_.status(id), "", true);
   send({mqtt::make_message(topics_.presence(id), "", 1, true), std::nullopt, id});
+}
+
+void MqttLink::handle_reply(const core::ReplyTopic& topic, const std::string& payload) {
+  // A reply is applied only to a command of the device whose topic it came on
+  // (in secure mode the broker lets a device publish only under its own id).
+  const auto device = core::parse_device_id(topic.device);
+  const auto command = core::parse_device_id(topic.command);
+  if (!device || !command) {
+    commands_->reply_malformed();
+    return reject(Rejection::bad_topic, topic.device, "device or command id in a reply topic is not a UUID");
+  }
+  auto body = core::parse_json_object(payload);
+  if (!body) {
+    commands_->reply_malformed();
+    return reject(Rejection::malformed, topic.device, body.error().detail);
+  }
+  auto reply = core::parse_command_reply(body.value());
+  if (!reply) {
+    commands_->reply_malformed();
+    return reject(Rejection::invalid_field, topic.device, reply.error().detail);
+  }
+  commands_->reply_async(*device, *command, std::move(reply.value()));
+}
+
+void MqttLink::publish_command(const core::Command& command, core::TimePoint now) {
+  // MQTT v5 devices also get the time left as Message Expiry (the broker drops
+  // it after that), where to reply and the id as Correlation Data; v3.1.1
+  // devices read the ids in the topic.
+  try {
+    mqtt::properties props;
+    props.add({mqtt::property::MESSAGE_EXPIRY_INTERVAL, static_cast<std::int32_t>(core::message_expiry_seconds(command, now))});
+    props.add({mqtt::property::RESPONSE_TOPIC,
+               core::command_reply_topic(topics_.prefix(), command.device_id, command.id)});
+    props.add({mqtt::property::CORRELATION_DATA, command.id.to_string()});
+    const auto payload = core::command_delivery_json(command).dump(-1, ' ', false, core::Json::error_handler_t::replace);
+    auto msg = mqtt::message_ptr_builder()
+                   .topic(core::command_topic(topics_.prefix(), command.device_id, command.id))
+                   .payload(payload).qos(1).retained(false).properties(std::move(props)).finalize();
+    send(Outgoing{msg, std::nullopt, std::nullopt, command.id});
+  } catch (const mqtt::exception& e) {
+    service::log_warn("mqtt_command_not_sent", {{"command", command.id.to_string()}, {"error", e.what()}});
+  }
+}
+
+void MqttLink::publish_command_state(const core::Command& command) {
+  publish(core::command_state_topic(topics_.prefix(), command.device_id, command.id),
+          core::command_json(command).dump(-1, ' ', false, core::Json::error_handler_t::replace), false);
 }
 
 void MqttLink::publish_summary(const core::FleetCounts& counts, core::TimePoint now) {

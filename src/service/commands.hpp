@@ -1,0 +1,177 @@
+// The command owner: creates commands (stored before anything is sent), sends
+// them to devices in creation order, applies the devices' replies, cancels,
+// expires and times out, and publishes every state change for dashboards. The
+// rules are the core's (core/commands); the store keeps, the publisher (the
+// MQTT adapter) carries.
+//
+// Threads: HTTP handlers call create/get/list/cancel/reply/pending on their
+// own threads (these wait for the database). Paho's callbacks (broker acks,
+// MQTT replies) and the fleet owner (a device came back or went away) only
+// queue a job. One worker thread runs the jobs in order and, every 200 ms,
+// the sweep (expiry, result timeouts).
+//
+// A note on order: every publish of a command to a device happens on the
+// worker, and a device's new commands reach the worker in creation order (a
+// striped lock spans a command's store and its job). A device is "caught up"
+// once the worker has sent it every undelivered command since it last came
+// back; until then, a new command makes the worker send the whole undelivered
+// list in order (a device drops an id it has already seen). A device that goes
+// away is no longer caught up.
+//
+// A note on what a crash loses: nothing a caller was told. A command is
+// committed as queued before it is answered; queued and sent commands that the
+// device has not acknowledged are sent again after a start, after a lost
+// broker link and when their device comes back. Dashboard state messages are
+// not retained and not replayed: GET /commands/{id} is the truth.
+#pragma once
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "service/fleet.hpp"
+#include "store/command_store.hpp"
+
+namespace maestra::service {
+
+// Implemented by the MQTT adapter; never blocks. The adapter reports the
+// broker's PUBACK of a command through Commands::command_acked.
+class CommandPublisher {
+ public:
+  virtual ~CommandPublisher() = default;
+  // QoS 1, not retained, on {prefix}/devices/{id}/commands/{command_id}.
+  virtual void publish_command(const core::Command& command, TimePoint now) = 0;
+  // Not retained, on {prefix}/commands/{id}/{command_id}: the command document.
+  virtual void publish_command_state(const core::Command& command) = 0;
+};
+
+// Why a reply was ignored (counted, never applied).
+enum class IgnoredReply : std::uint8_t { malformed, unknown_command, other_device, terminal, backwards, duplicate };
+inline constexpr std::array<const char*, 6> ignored_reply_names{"malformed", "unknown_command", "other_device",
+                                                                "terminal",  "backwards",       "duplicate"};
+
+struct CommandMetrics {
+  std::atomic<std::uint64_t> created{0};
+  std::atomic<std::uint64_t> published{0};  // sends to devices (first and again)
+  std::array<std::atomic<std::uint64_t>, core::command_state_count> transitions{};  // by the state entered
+  std::array<std::atomic<std::uint64_t>, ignored_reply_names.size()> replies_ignored{};
+  std::atomic<std::uint64_t> replies_applied{0};
+  std::atomic<std::uint64_t> store_errors{0};
+  std::string render_prometheus() const;
+};
+
+// What happened to a device's reply.
+struct ReplyOutcome {
+  bool applied = false;
+  std::optional<IgnoredReply> ignored;
+  core::Command command;  // as it is now (when known)
+};
+
+class Commands {
+ public:
+  Commands(store::CommandStore& store, Fleet& fleet, Clock clock);
+  ~Commands();
+  Commands(const Commands&) = delete;
+  Commands& operator=(const Commands&) = delete;
+
+  void set_publisher(CommandPublisher* publisher) { publisher_ = publisher; }
+  void start();
+  // Ends every wait (?wait, long polls) at once: for shutdown, before the HTTP server stops.
+  void stop_waits();
+  void stop();
+
+  // --- the administrator ---
+  // 201 (created) or, an Idempotency-Key the device already used with the same
+  // request, that command (existing); another request with it: conflict.
+  Result<store::CreatedCommand> create(const DeviceId& device, const core::CommandRequest& request,
+                                       const std::optional<std::string>& idempotency_key);
+  // One command per device the fan-out names (devices resolved through the fleet).
+  Result<std::vector<store::CreatedCommand>> fan_out(const core::FanOut& fan_out,
+                                                     const std::optional<std::string>& idempotency_key);
+  Result<store::CommandWithHistory> get(const core::CommandId& id) { return store_.get(id); }
+  Result<std::vector<core::Command>> list(const DeviceId& device, const core::CommandListQuery& q) {
+    return store_.list(device, q);
+  }
+  // conflict when the command is already terminal.
+  Result<core::Command> cancel(const core::CommandId& id);
+  // The command once terminal, or as it is when `wait` has passed.
+  Result<core::Command> wait_for_end(const core::Command& command, core::Seconds wait);
+
+  // --- devices ---
+  // A reply over HTTP (the caller waits) or MQTT (queued for the worker).
+  Result<ReplyOutcome> reply(const DeviceId& device, const core::CommandId& id, const core::CommandReply& reply);
+  void reply_async(const DeviceId& device, const core::CommandId& id, core::CommandReply reply);
+  void reply_malformed() { count_ignored(IgnoredReply::malformed); }
+  // HTTP long poll: the device's undelivered commands (waiting up to `wait` for
+  // one), marked sent. not_found for an unknown device.
+  Result<std::vector<core::Command>> pending(const DeviceId& device, core::Seconds wait);
+
+  // --- the fleet and the MQTT adapter (never block) ---
+  void device_back(const DeviceId& device);
+  void device_gone(const DeviceId& device);
+  void broker_connected();
+  void command_acked(const core::CommandId& id);
+
+  const CommandMetrics& metrics() const { return metrics_; }
+
+ private:
+  struct Job {
+    enum class Kind { send, device_back, device_gone, broker_connected, acked, reply } kind;
+    DeviceId device{};
+    core::CommandId command{};
+    core::CommandReply reply{};
+    std::int64_t seq = 0;
+  };
+  void post(Job job);
+  void worker_loop();
+  void run_job(Job& job);
+  // Worker only: sends the device's undelivered commands in order.
+  void send_all(const DeviceId& device);
+  void resend_outbox();
+  void sweep();
+  // Stores from -> to, publishes the document and wakes waiters; nullopt when
+  // the command had moved on meanwhile.
+  Result<std::optional<core::Command>> move(const core::Command& command, core::CommandState to,
+                                            const core::Json& result = nullptr,
+                                            const std::optional<std::string>& error = std::nullopt);
+  void changed(const core::Command& command);
+  void count_ignored(IgnoredReply why) { ++metrics_.replies_ignored[static_cast<std::size_t>(why)]; }
+  void log_store_error(const char* what, const core::Error& error);
+
+  store::CommandStore& store_;
+  Fleet& fleet_;
+  Clock clock_;
+  CommandPublisher* publisher_ = nullptr;
+  CommandMetrics metrics_;
+
+  // Spans a command's store and its send job, per device (striped).
+  std::array<std::mutex, 64> create_locks_;
+
+  std::mutex jobs_mutex_;
+  std::condition_variable jobs_cv_;
+  std::deque<Job> jobs_;
+  bool stopping_ = false;
+  std::thread worker_;
+
+  // Worker only.
+  std::unordered_map<DeviceId, std::int64_t, core::DeviceIdHash> caught_up_;  // device -> last seq sent
+  core::TimePoint last_sweep_{};
+  core::TimePoint last_error_log_{};
+
+  // Waiters (?wait, long polls): woken on every change.
+  std::mutex watch_mutex_;
+  std::condition_variable watch_cv_;
+  // Commands someone waits on (waiters, latest state), devices that poll (pollers, changes).
+  std::unordered_map<core::CommandId, std::pair<int, core::Command>, core::DeviceIdHash> watched_;
+  std::unordered_map<DeviceId, std::pair<int, std::uint64_t>, core::DeviceIdHash> polled_;
+  bool waits_stopping_ = false;
+};
+
+}  // namespace maestra::service
