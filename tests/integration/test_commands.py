@@ -17,11 +17,13 @@ import uuid
 import pytest
 import requests
 
+from fault_proxy import FaultProxy
 from harness import psql_value, wait_until
 from test_mqtt_common import (
     fleet,  # noqa: F401 - the fixture
     get_device,
     metrics,
+    mqtt_messages_total,
     presence_topic,
     register_http,
     wait_mqtt_ready,
@@ -456,27 +458,34 @@ def test_bad_input_is_refused_with_the_json_error_shape(fleet):
 
 
 def test_kill_9_between_stored_and_sent_loses_nothing(fleet, mqtt, start_broker):
-    """Test whether a command stored while the broker is away survives a kill -9 of the service and is sent once the service is back."""
+    """Test whether a command stored while the service's broker link is cut survives a kill -9 of the service and is sent by the outbox when it is back, to a device that stayed connected throughout."""
     broker = start_broker()
-    svc = fleet(broker=broker)
-    device = online_device(svc, mqtt, broker=broker)
-    wait_until(lambda: get_device(svc, device.id)["status"] == "online", timeout=10)
-    broker.stop()
-    wait_until(lambda: svc.get("/health").json()["mqtt"] == "disconnected", timeout=10)
-    cid = send(svc, device.id, "stored-not-sent")["id"]
-    assert psql_value(svc.database_url, f"SELECT state FROM commands WHERE id = '{cid}'") == "queued"
-    svc.kill()
-    broker.start()
-    back = Device(mqtt, device.id, broker=broker)
-    svc.start()
-    wait_mqtt_ready(svc, mqtt, broker=broker)
-    got = back.wait_commands(1, timeout=15)
-    assert got[0]["id"] == cid
-    assert set(back.command_ids()) == {cid}
-    wait_state(svc, cid, "sent")
-    back.reply(cid, "succeeded")
-    wait_state(svc, cid, "succeeded")
-    assert states(svc, cid) == ["queued", "sent", "succeeded"]
+    proxy = FaultProxy(broker.port).start()  # the service's only way to the broker
+    try:
+        svc = fleet(broker=broker, MAESTRA_MQTT_URL=proxy.url)
+        heard = mqtt_messages_total(svc)
+        device = online_device(svc, mqtt, broker=broker)  # connected to the broker itself
+        wait_until(lambda: mqtt_messages_total(svc) > heard, timeout=10)  # its birth reached the service
+        proxy.cut_after_connect(1000, 0.0)
+        proxy.cut_open_connections()
+        wait_until(lambda: svc.get("/health").json()["mqtt"] == "disconnected", timeout=10)
+        cid = send(svc, device.id, "stored-not-sent")["id"]
+        assert psql_value(svc.database_url, f"SELECT state FROM commands WHERE id = '{cid}'") == "queued"
+        svc.kill()
+        assert device.commands() == []
+        proxy.cut_after_connect(0, 0.0)
+        svc.start()
+        # The device's birth is long past (retained births are not news): only the outbox sends it.
+        got = device.wait_commands(1, timeout=15)
+        assert [c["id"] for c in got] == [cid]
+        wait_state(svc, cid, "sent")
+        device.reply(cid, "succeeded")
+        wait_state(svc, cid, "succeeded")
+        assert states(svc, cid) == ["queued", "sent", "succeeded"]
+        time.sleep(0.3)
+        assert device.command_ids() == [cid]  # once
+    finally:
+        proxy.stop()
 
 
 def test_a_broker_restart_mid_delivery_loses_nothing(fleet, mqtt, start_broker):
