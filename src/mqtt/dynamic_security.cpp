@@ -118,6 +118,7 @@ core::Result<core::Done> DynamicSecurity::grant(const core::DeviceId& id, const 
            {"rolename", device_role(id)},
            {"acls", Json::array({acl("publishClientSend", base + "/heartbeat"), acl("publishClientSend", base + "/presence"),
                                  acl("publishClientSend", base + "/telemetry/#"),
+                                 acl("publishClientSend", base + "/replies/#"),  // its answers to commands
                                  acl("subscribePattern", base + "/commands/#")})}},
       Json{{"command", "createClient"},
            {"username", device},
