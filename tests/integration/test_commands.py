@@ -520,3 +520,40 @@ def test_mqtt_v311_devices_get_commands_and_reply_by_topic_ids(fleet, mqtt):
     assert device.wait_commands(1)[0]["id"] == cid
     device.reply(cid, "succeeded")
     wait_state(svc, cid, "succeeded")
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_the_python_example_device_answers_commands(fleet, mosquitto, fail):
+    """Test whether examples/python/mqtt_device.py receives a command, replies delivered then succeeded (failed with --fail), and handles a command sent again only once."""
+    import os
+    import subprocess
+
+    from harness import REPO
+    svc = fleet()
+    hardware_id = f"example-cmd-{uuid.uuid4().hex[:8]}"
+    argv = ["/usr/bin/python3", str(REPO / "examples" / "python" / "mqtt_device.py"), "--host", "127.0.0.1",
+            "--port", str(mosquitto.port), "--hardware-id", hardware_id, "--interval", "5"] + (["--fail"] if fail else [])
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: [lines.append(line) for line in proc.stdout], daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: any("birth published" in line for line in lines), timeout=15, message=lambda: "".join(lines))
+        device_id = svc.get("/devices", params={"hardware_id": hardware_id}).json()[0]["id"]
+        r = svc.post(f"/devices/{device_id}/commands", params={"wait": 10},
+                     json={"name": "projector.on", "params": {"input": "hdmi1"}})
+        assert r.status_code == 201, r.text
+        done = r.json()
+        if fail:
+            assert done["state"] == "failed" and "simulated failure" in done["error"], done
+        else:
+            assert done["state"] == "succeeded", done
+            assert done["result"] == {"name": "projector.on", "params": {"input": "hdmi1"}}
+        assert states(svc, done["id"])[-2:] == ["delivered", done["state"]]
+        wait_until(lambda: any(done["id"] in line for line in lines), timeout=5)
+        handled = [line for line in lines if done["id"] in line]
+        assert len(handled) == 1, lines
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
