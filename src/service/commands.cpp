@@ -19,6 +19,10 @@ namespace {
 constexpr auto sweep_interval = std::chrono::milliseconds(200);
 constexpr int sweep_batch = 1000;
 constexpr int outbox_page = 1000;
+// A broker ack or a device's reply the database did not take is tried again,
+// every half second for a minute, so a short database outage loses neither.
+constexpr auto retry_delay = std::chrono::milliseconds(500);
+constexpr int max_attempts = 120;
 
 void sample(std::string& out, const char* name, const std::string& labels, std::uint64_t value) {
   out += name;
@@ -308,9 +312,16 @@ void Commands::worker_loop() {
       if (stopping_) return;
       batch.swap(jobs_);
     }
+    const auto due = clock_();
+    std::deque<Job> retried;  // before newer jobs, in their order: a device's replies stay in order
+    while (!retries_.empty() && retries_.front().first <= due) {
+      retried.push_back(std::move(retries_.front().second));
+      retries_.pop_front();
+    }
+    batch.insert(batch.begin(), std::make_move_iterator(retried.begin()), std::make_move_iterator(retried.end()));
     for (auto& job : batch) {
       try {
-        run_job(job);
+        if (!run_job(job) && ++job.attempts < max_attempts) retries_.emplace_back(clock_() + retry_delay, std::move(job));
       } catch (const std::exception& e) {
         log_error("command_job_failed", {{"error", e.what()}});
       }
@@ -328,54 +339,65 @@ void Commands::worker_loop() {
   }
 }
 
-void Commands::run_job(Job& job) {
+bool Commands::run_job(Job& job) {
   switch (job.kind) {
     case Job::Kind::send: {
-      if (!publisher_ || !fleet_.connected(job.device)) return;  // sent when the device comes back
+      if (!publisher_ || !fleet_.connected(job.device)) return true;  // sent when the device comes back
       auto it = caught_up_.find(job.device);
-      if (it == caught_up_.end()) return send_all(job.device);
-      if (job.seq <= it->second) return;  // a full send already carried it
+      if (it == caught_up_.end()) {
+        send_all(job.device);
+        return true;
+      }
+      if (job.seq <= it->second) return true;  // a full send already carried it
       auto current = store_.get(job.command);
       if (!current) {
         if (current.error().kind != ErrorKind::not_found) {
           log_store_error("command_send", current.error());
           caught_up_.erase(it);  // sent with the rest when the device comes back or the link returns
         }
-        return;
+        return true;
       }
       const auto now = clock_();
-      if (!core::deliverable(current->command, now)) return;
+      if (!core::deliverable(current->command, now)) return true;
       publisher_->publish_command(current->command, now);
       ++metrics_.published;
       it->second = job.seq;
-      return;
+      return true;
     }
     case Job::Kind::device_back:
       caught_up_.erase(job.device);
       if (publisher_) send_all(job.device);
-      return;
+      return true;
     case Job::Kind::device_gone:
       caught_up_.erase(job.device);
-      return;
+      return true;
     case Job::Kind::broker_connected:
       caught_up_.clear();
-      return resend_outbox();
+      resend_outbox();
+      return true;
     case Job::Kind::acked: {
       auto moved = store_.transition(job.command, CommandState::queued, CommandState::sent, clock_(), nullptr,
                                      std::nullopt);
-      if (!moved) return log_store_error("command_acked", moved.error());
+      if (!moved) {
+        log_store_error("command_acked", moved.error());
+        return moved.error().kind != ErrorKind::unavailable;
+      }
       if (moved.value()) {
         ++metrics_.transitions[static_cast<std::size_t>(CommandState::sent)];
         changed(*moved.value());
       }
-      return;
+      return true;
     }
     case Job::Kind::reply: {
       auto outcome = reply(job.device, job.command, job.reply);
-      if (!outcome) log_store_error("command_reply", outcome.error());
-      return;
+      if (!outcome) {
+        log_store_error("command_reply", outcome.error());
+        return outcome.error().kind != ErrorKind::unavailable;
+      }
+      return true;
     }
   }
+  return true;
 }
 
 void Commands::send_all(const DeviceId& device) {

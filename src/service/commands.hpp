@@ -128,10 +128,12 @@ class Commands {
     core::CommandId command{};
     core::CommandReply reply{};
     std::int64_t seq = 0;
+    int attempts = 0;  // stores that failed (database down)
   };
   void post(Job job);
   void worker_loop();
-  void run_job(Job& job);
+  // False when the database did not take it: retried (acks and replies).
+  bool run_job(Job& job);
   // Worker only: sends the device's undelivered commands in order.
   void send_all(const DeviceId& device);
   void resend_outbox();
@@ -162,6 +164,7 @@ class Commands {
 
   // Worker only.
   std::unordered_map<DeviceId, std::int64_t, core::DeviceIdHash> caught_up_;  // device -> last seq sent
+  std::deque<std::pair<core::TimePoint, Job>> retries_;  // acks and replies the database did not take
   core::TimePoint last_sweep_{};
   core::TimePoint last_error_log_{};
 

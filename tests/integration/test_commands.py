@@ -557,3 +557,26 @@ def test_the_python_example_device_answers_commands(fleet, mosquitto, fail):
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def test_a_reply_sent_while_the_database_is_down_is_applied_when_it_returns(start_service, mqtt):
+    """Test whether a device's MQTT reply that arrives during a database outage is kept and applied once the database is back."""
+    from harness import PostgresCluster
+    cluster = PostgresCluster().start()
+    try:
+        svc = start_service(database_url=cluster.new_database())
+        wait_mqtt_ready(svc, mqtt)
+        device = online_device(svc, mqtt)
+        cid = send(svc, device.id, "during.outage")["id"]
+        device.wait_commands(1)
+        wait_state(svc, cid, "sent")
+        cluster.stop()
+        assert svc.get("/health").status_code == 503
+        device.reply(cid, "succeeded", result={"ok": True})
+        time.sleep(1.0)
+        cluster.start()
+        wait_until(lambda: svc.get("/health").status_code == 200, timeout=20)
+        done = wait_state(svc, cid, "succeeded", timeout=15)
+        assert done["result"] == {"ok": True}
+    finally:
+        cluster.cleanup()
