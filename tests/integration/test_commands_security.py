@@ -101,3 +101,33 @@ def test_http_devices_poll_and_reply_only_with_their_own_credentials(stack):
     assert state(service, cid) == "sent"
     r = service.post(reply, json={"state": "succeeded"}, headers=basic(a))
     assert r.status_code == 200 and r.json()["state"] == "succeeded"
+
+
+def test_device_roles_made_before_commands_get_their_replies_at_start(stack):
+    """Test whether a device role without replies/# (made by an earlier version) cannot reply, and gets the ACL when the service starts."""
+    import subprocess
+
+    from test_security import SERVICE_PASSWORD as password, SERVICE_USER as user
+    broker, service = stack
+    a = device(service, f"cmd-old-role-{uuid.uuid4().hex[:6]}")
+    subprocess.run(["mosquitto_ctrl", "-h", "127.0.0.1", "-p", str(broker.port), "-u", user, "-P", password,
+                    "dynsec", "removeRoleACL", f"maestra-device-{a['id']}", "publishClientSend",
+                    f"maestra/devices/{a['id']}/replies/#"], check=True, capture_output=True, timeout=30)
+    client, rc = connect(broker, a["mqtt"]["username"], a["mqtt"]["password"])
+    assert rc == 0
+    client.subscribe(f"maestra/devices/{a['id']}/commands/#")
+    cid = send(service, a["id"], "old.role")
+    client.wait_for(f"maestra/devices/{a['id']}/commands/+", timeout=10)
+    wait_until(lambda: state(service, cid) == "sent", timeout=10)
+    client.client.publish(f"maestra/devices/{a['id']}/replies/{cid}", b'{"state":"succeeded"}', qos=1).wait_for_publish(5)
+    time.sleep(0.5)
+    assert state(service, cid) == "sent"  # the broker dropped it: no ACL
+
+    upgraded = service.log_text().count("device_roles_upgraded")
+    service.http.close()
+    service.restart()
+    wait_until(lambda: service.log_text().count("device_roles_upgraded") > upgraded, timeout=20,
+               message=service.log_tail)
+    client.client.publish(f"maestra/devices/{a['id']}/replies/{cid}", b'{"state":"succeeded"}', qos=1).wait_for_publish(5)
+    wait_until(lambda: state(service, cid) == "succeeded", timeout=10)
+    client.close()
