@@ -78,6 +78,25 @@ def round_trip(url, ids, rate, seconds):
             "max_ms": round(latencies[-1], 2), "first_failure": failures[0] if failures else None}
 
 
+def stored_breakdown(database_url):
+    """Where the round trip's time went, as stored: created -> sent (the broker's
+    ack) and sent -> succeeded (the device's reply stored), p50 and p99 in ms."""
+    sql = """WITH h AS (SELECT c.id, c.created_at,
+                        max(h.at) FILTER (WHERE h.to_state = 'sent') AS sent,
+                        max(h.at) FILTER (WHERE h.to_state = 'succeeded') AS done
+                   FROM commands c JOIN command_history h ON h.command_id = c.id
+                   WHERE c.name = 'bench.ping' GROUP BY c.id, c.created_at)
+             SELECT concat_ws(' ',
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch from sent - created_at) * 1000),
+               percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch from sent - created_at) * 1000),
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch from done - sent) * 1000),
+               percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch from done - sent) * 1000))
+             FROM h WHERE sent IS NOT NULL AND done IS NOT NULL"""
+    values = [round(float(v), 2) for v in psql_value(database_url, sql).split()]
+    return {"to_sent_p50": values[0], "to_sent_p99": values[1], "sent_to_succeeded_p50": values[2],
+            "sent_to_succeeded_p99": values[3]}
+
+
 def throughput(url, database_url, devices, rounds, parallel):
     before = int(psql_value(database_url, "SELECT count(*) FROM commands WHERE state = 'succeeded'"))
     errors = []
@@ -132,6 +151,7 @@ def main():
         time.sleep(1)
         result = {"devices": args.devices,
                   "round_trip": round_trip(service.url, ids, args.rate, args.seconds),
+                  "round_trip_stored_ms": stored_breakdown(service.database_url),
                   "throughput": throughput(service.url, service.database_url, args.devices, args.rounds, args.parallel)}
         print(json.dumps(result))
     finally:

@@ -107,6 +107,8 @@ Result<store::CreatedCommand> Commands::create(const DeviceId& device, const cor
   job.device = device;
   job.command = created->command.id;
   job.seq = created->command.seq;
+  job.snapshot = created->command;
+  job.cancels = cancels_.load();
   post(std::move(job));
   return created;
 }
@@ -158,6 +160,7 @@ Result<Command> Commands::cancel(const core::CommandId& id) {
     const Command& c = current->command;
     if (!core::can_transition(c.state, CommandState::canceled))
       return Error{ErrorKind::conflict, "state", "the command is already " + std::string(core::to_string(c.state))};
+    ++cancels_;  // before the store: a send job made earlier reads the store
     auto moved = move(c, CommandState::canceled);
     if (!moved) return moved.error();
     if (moved.value()) return *moved.value();
@@ -191,18 +194,26 @@ Result<Command> Commands::wait_for_end(const Command& command, core::Seconds wai
 Result<ReplyOutcome> Commands::reply(const DeviceId& device, const core::CommandId& id,
                                      const core::CommandReply& reply) {
   for (int attempt = 0; attempt < 5; ++attempt) {
-    auto current = store_.get(id);
-    if (!current) {
-      if (current.error().kind != ErrorKind::not_found) return current.error();
-      count_ignored(IgnoredReply::unknown_command);
-      return ReplyOutcome{false, IgnoredReply::unknown_command, {}};
+    Command c;
+    bool from_cache = false;
+    if (auto cached = attempt == 0 ? known(id) : std::nullopt) {
+      c = std::move(*cached);
+      from_cache = true;
+    } else {
+      auto current = store_.get(id);
+      if (!current) {
+        if (current.error().kind != ErrorKind::not_found) return current.error();
+        count_ignored(IgnoredReply::unknown_command);
+        return ReplyOutcome{false, IgnoredReply::unknown_command, {}};
+      }
+      c = std::move(current->command);
     }
-    const Command& c = current->command;
     if (c.device_id != device) {
       count_ignored(IgnoredReply::other_device);
       return ReplyOutcome{false, IgnoredReply::other_device, {}};
     }
     const auto verdict = core::judge_reply(c.state, reply.state);
+    if (verdict != core::ReplyVerdict::apply && from_cache) continue;  // decided on the stored command, answered in full
     if (verdict != core::ReplyVerdict::apply) {
       const auto why = verdict == core::ReplyVerdict::terminal    ? IgnoredReply::terminal
                        : verdict == core::ReplyVerdict::duplicate ? IgnoredReply::duplicate
@@ -349,17 +360,20 @@ bool Commands::run_job(Job& job) {
         return true;
       }
       if (job.seq <= it->second) return true;  // a full send already carried it
-      auto current = store_.get(job.command);
-      if (!current) {
-        if (current.error().kind != ErrorKind::not_found) {
-          log_store_error("command_send", current.error());
-          caught_up_.erase(it);  // sent with the rest when the device comes back or the link returns
+      if (!job.snapshot || cancels_.load() != job.cancels) {  // it may have been canceled: read it
+        auto current = store_.get(job.command);
+        if (!current) {
+          if (current.error().kind != ErrorKind::not_found) {
+            log_store_error("command_send", current.error());
+            caught_up_.erase(it);  // sent with the rest when the device comes back or the link returns
+          }
+          return true;
         }
-        return true;
+        job.snapshot = std::move(current->command);
       }
       const auto now = clock_();
-      if (!core::deliverable(current->command, now)) return true;
-      publisher_->publish_command(current->command, now);
+      if (!core::deliverable(*job.snapshot, now)) return true;
+      publisher_->publish_command(*job.snapshot, now);
       ++metrics_.published;
       it->second = job.seq;
       return true;
@@ -467,7 +481,25 @@ Result<std::optional<Command>> Commands::move(const Command& command, CommandSta
   return moved;
 }
 
+std::optional<Command> Commands::known(const core::CommandId& id) {
+  std::lock_guard lock(known_mutex_);
+  const auto it = known_.find(id);
+  if (it == known_.end()) return std::nullopt;
+  Command c;
+  c.id = id;
+  c.device_id = it->second.first;
+  c.state = it->second.second;
+  return c;
+}
+
 void Commands::changed(const Command& command) {
+  {
+    std::lock_guard lock(known_mutex_);
+    if (core::is_terminal(command.state))
+      known_.erase(command.id);
+    else
+      known_[command.id] = {command.device_id, command.state};
+  }
   if (publisher_) publisher_->publish_command_state(command);
   bool wake = false;
   {

@@ -129,6 +129,8 @@ class Commands {
     core::CommandReply reply{};
     std::int64_t seq = 0;
     int attempts = 0;  // stores that failed (database down)
+    std::optional<core::Command> snapshot{};  // send: the command as created
+    std::uint64_t cancels = 0;              // send: cancels_ when it was created
   };
   void post(Job job);
   void worker_loop();
@@ -144,6 +146,8 @@ class Commands {
                                             const core::Json& result = nullptr,
                                             const std::optional<std::string>& error = std::nullopt);
   void changed(const core::Command& command);
+  // The state this process last stored for an open command (nullopt: ask the store).
+  std::optional<core::Command> known(const core::CommandId& id);
   void count_ignored(IgnoredReply why) { ++metrics_.replies_ignored[static_cast<std::size_t>(why)]; }
   void log_store_error(const char* what, const core::Error& error);
 
@@ -152,6 +156,17 @@ class Commands {
   Clock clock_;
   CommandPublisher* publisher_ = nullptr;
   CommandMetrics metrics_;
+
+  // A note on the cache of open commands: every state change this process
+  // stores passes through changed(), which keeps known_ (device and state of
+  // each command that is not terminal), so a reply or an ack is decided
+  // without reading the store first. The store's guarded transition stays the
+  // arbiter: a decision made on a stale entry changes nothing and is made
+  // again on the stored state.
+  std::mutex known_mutex_;
+  std::unordered_map<core::CommandId, std::pair<DeviceId, core::CommandState>, core::DeviceIdHash> known_;
+  // Cancels so far: a send job created before a cancel reads the store first.
+  std::atomic<std::uint64_t> cancels_{0};
 
   // Spans a command's store and its send job, per device (striped).
   std::array<std::mutex, 64> create_locks_;
