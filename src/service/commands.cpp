@@ -23,6 +23,10 @@ constexpr int outbox_page = 1000;
 // every half second for a minute, so a short database outage loses neither.
 constexpr auto retry_delay = std::chrono::milliseconds(500);
 constexpr int max_attempts = 120;
+constexpr std::size_t ended_remembered = 65536;
+
+// `next` is the same state as `seen` or one after it.
+bool not_behind(CommandState seen, CommandState next) { return seen == next || core::can_transition(seen, next); }
 
 void sample(std::string& out, const char* name, const std::string& labels, std::uint64_t value) {
   out += name;
@@ -60,15 +64,20 @@ Commands::Commands(store::CommandStore& store, Fleet& fleet, Clock clock)
 
 Commands::~Commands() { stop(); }
 
-void Commands::start() { worker_ = std::thread([this] { worker_loop(); }); }
+void Commands::start() {
+  for (std::size_t i = 0; i < shard_count; ++i) shards_[i].thread = std::thread([this, i] { worker_loop(i); });
+}
 
 void Commands::stop() {
-  {
-    std::lock_guard lock(jobs_mutex_);
-    stopping_ = true;
+  stopping_ = true;
+  for (auto& shard : shards_) {
+    {
+      std::lock_guard lock(shard.mutex);  // a worker between its check and its wait sees it
+    }
+    shard.cv.notify_all();
   }
-  jobs_cv_.notify_all();
-  if (worker_.joinable()) worker_.join();
+  for (auto& shard : shards_)
+    if (shard.thread.joinable()) shard.thread.join();
   stop_waits();
 }
 
@@ -182,7 +191,7 @@ Result<Command> Commands::wait_for_end(const Command& command, core::Seconds wai
   auto current = store_.get(command.id);
   std::unique_lock lock(watch_mutex_);
   auto& w = watched_[command.id];
-  if (current && w.second.state == command.state) w.second = current->command;  // nothing newer came by the watch
+  if (current && not_behind(w.second.state, current->command.state)) w.second = current->command;
   watch_cv_.wait_until(lock, deadline, [&] { return waits_stopping_ || core::is_terminal(w.second.state); });
   Command latest = w.second;
   if (--w.first == 0) watched_.erase(command.id);
@@ -295,7 +304,9 @@ void Commands::device_gone(const DeviceId& device) {
   post(std::move(job));
 }
 
-void Commands::broker_connected() { post(Job{Job::Kind::broker_connected}); }
+void Commands::broker_connected() {
+  for (std::size_t i = 0; i < shard_count; ++i) post_to(i, Job{Job::Kind::broker_connected});
+}
 
 void Commands::command_acked(const core::CommandId& id) {
   Job job{Job::Kind::acked};
@@ -306,38 +317,49 @@ void Commands::command_acked(const core::CommandId& id) {
 // --- the worker ------------------------------------------------------------------
 
 void Commands::post(Job job) {
-  {
-    std::lock_guard lock(jobs_mutex_);
-    if (stopping_) return;
-    jobs_.push_back(std::move(job));
-  }
-  jobs_cv_.notify_one();
+  // A device's jobs go to its worker (their order is the device's); a broker
+  // ack names only the command, and any worker may store it.
+  const std::size_t shard = job.kind == Job::Kind::acked ? shard_of(job.command) : shard_of(job.device);
+  post_to(shard, std::move(job));
 }
 
-void Commands::worker_loop() {
+void Commands::post_to(std::size_t index, Job job) {
+  Shard& shard = shards_[index];
+  {
+    std::lock_guard lock(shard.mutex);
+    if (stopping_) return;
+    shard.jobs.push_back(std::move(job));
+  }
+  shard.cv.notify_one();
+}
+
+void Commands::worker_loop(std::size_t index) {
+  Shard& shard = shards_[index];
   std::deque<Job> batch;
   while (true) {
     {
-      std::unique_lock lock(jobs_mutex_);
-      jobs_cv_.wait_for(lock, sweep_interval, [&] { return stopping_ || !jobs_.empty(); });
+      std::unique_lock lock(shard.mutex);
+      shard.cv.wait_for(lock, sweep_interval, [&] { return stopping_ || !shard.jobs.empty(); });
       if (stopping_) return;
-      batch.swap(jobs_);
+      batch.swap(shard.jobs);
     }
     const auto due = clock_();
     std::deque<Job> retried;  // before newer jobs, in their order: a device's replies stay in order
-    while (!retries_.empty() && retries_.front().first <= due) {
-      retried.push_back(std::move(retries_.front().second));
-      retries_.pop_front();
+    while (!shard.retries.empty() && shard.retries.front().first <= due) {
+      retried.push_back(std::move(shard.retries.front().second));
+      shard.retries.pop_front();
     }
     batch.insert(batch.begin(), std::make_move_iterator(retried.begin()), std::make_move_iterator(retried.end()));
     for (auto& job : batch) {
       try {
-        if (!run_job(job) && ++job.attempts < max_attempts) retries_.emplace_back(clock_() + retry_delay, std::move(job));
+        if (!run_job(shard, index, job) && ++job.attempts < max_attempts)
+          shard.retries.emplace_back(clock_() + retry_delay, std::move(job));
       } catch (const std::exception& e) {
         log_error("command_job_failed", {{"error", e.what()}});
       }
     }
     batch.clear();
+    if (index != 0) continue;
     const auto now = clock_();
     if (now - last_sweep_ >= sweep_interval) {
       last_sweep_ = now;
@@ -350,13 +372,14 @@ void Commands::worker_loop() {
   }
 }
 
-bool Commands::run_job(Job& job) {
+bool Commands::run_job(Shard& shard, std::size_t index, Job& job) {
+  auto& caught_up_ = shard.caught_up;
   switch (job.kind) {
     case Job::Kind::send: {
       if (!publisher_ || !fleet_.connected(job.device)) return true;  // sent when the device comes back
       auto it = caught_up_.find(job.device);
       if (it == caught_up_.end()) {
-        send_all(job.device);
+        send_all(shard, job.device);
         return true;
       }
       if (job.seq <= it->second) return true;  // a full send already carried it
@@ -380,14 +403,14 @@ bool Commands::run_job(Job& job) {
     }
     case Job::Kind::device_back:
       caught_up_.erase(job.device);
-      if (publisher_) send_all(job.device);
+      if (publisher_) send_all(shard, job.device);
       return true;
     case Job::Kind::device_gone:
       caught_up_.erase(job.device);
       return true;
     case Job::Kind::broker_connected:
       caught_up_.clear();
-      resend_outbox();
+      resend_outbox(shard, index);
       return true;
     case Job::Kind::acked: {
       auto moved = store_.transition(job.command, CommandState::queued, CommandState::sent, clock_(), nullptr,
@@ -414,7 +437,7 @@ bool Commands::run_job(Job& job) {
   return true;
 }
 
-void Commands::send_all(const DeviceId& device) {
+void Commands::send_all(Shard& shard, const DeviceId& device) {
   const auto now = clock_();
   auto undelivered = store_.undelivered(device, now);
   if (!undelivered) return log_store_error("command_redeliver", undelivered.error());
@@ -426,10 +449,10 @@ void Commands::send_all(const DeviceId& device) {
   }
   // Caught up to the newest command that exists now; one created after the
   // query above has a later seq and comes with its own job.
-  caught_up_[device] = last;
+  shard.caught_up[device] = last;
 }
 
-void Commands::resend_outbox() {
+void Commands::resend_outbox(Shard& shard, std::size_t index) {
   if (!publisher_) return;
   const auto now = clock_();
   std::int64_t after = 0;
@@ -440,7 +463,7 @@ void Commands::resend_outbox() {
     if (!page) return log_store_error("command_outbox", page.error());
     for (const auto& c : page.value()) {
       after = c.seq;
-      if (away.count(c.device_id)) continue;
+      if (shard_of(c.device_id) != index || away.count(c.device_id)) continue;
       if (!fleet_.connected(c.device_id)) {
         away.insert(c.device_id);
         continue;
@@ -448,7 +471,7 @@ void Commands::resend_outbox() {
       publisher_->publish_command(c, now);
       ++metrics_.published;
       ++sent;
-      caught_up_[c.device_id] = c.seq;
+      shard.caught_up[c.device_id] = c.seq;
     }
     if (page->size() < static_cast<std::size_t>(outbox_page)) break;
   }
@@ -495,17 +518,26 @@ std::optional<Command> Commands::known(const core::CommandId& id) {
 void Commands::changed(const Command& command) {
   {
     std::lock_guard lock(known_mutex_);
-    if (core::is_terminal(command.state))
+    if (core::is_terminal(command.state)) {
       known_.erase(command.id);
-    else
-      known_[command.id] = {command.device_id, command.state};
+      if (ended_.insert(command.id).second) {
+        ended_order_.push_back(command.id);
+        if (ended_order_.size() > ended_remembered) {
+          ended_.erase(ended_order_.front());
+          ended_order_.pop_front();
+        }
+      }
+    } else if (!ended_.count(command.id)) {
+      auto [it, added] = known_.try_emplace(command.id, command.device_id, command.state);
+      if (!added && not_behind(it->second.second, command.state)) it->second.second = command.state;
+    }
   }
   if (publisher_) publisher_->publish_command_state(command);
   bool wake = false;
   {
     std::lock_guard lock(watch_mutex_);
     if (auto it = watched_.find(command.id); it != watched_.end()) {
-      it->second.second = command;
+      if (not_behind(it->second.second.state, command.state)) it->second.second = command;
       wake = true;
     }
     if (auto it = polled_.find(command.device_id); it != polled_.end()) {
@@ -518,9 +550,9 @@ void Commands::changed(const Command& command) {
 
 void Commands::log_store_error(const char* what, const Error& error) {
   ++metrics_.store_errors;
-  const auto now = clock_();
-  if (now - last_error_log_ < std::chrono::seconds(60)) return;  // one line a minute
-  last_error_log_ = now;
+  const std::int64_t now = clock_().time_since_epoch().count();
+  auto last = last_error_log_ms_.load();
+  if (now - last < 60000 || !last_error_log_ms_.compare_exchange_strong(last, now)) return;  // one line a minute
   log_error("command_store_error", {{"operation", what}, {"error", error.detail}});
 }
 

@@ -7,11 +7,12 @@
 // Threads: HTTP handlers call create/get/list/cancel/reply/pending on their
 // own threads (these wait for the database). Paho's callbacks (broker acks,
 // MQTT replies) and the fleet owner (a device came back or went away) only
-// queue a job. One worker thread runs the jobs in order and, every 200 ms,
-// the sweep (expiry, result timeouts).
+// queue a job. Four worker threads run the jobs, each for its share of the
+// devices (by id), in order; the first also runs the sweep (expiry, result
+// timeouts) every 200 ms.
 //
-// A note on order: every publish of a command to a device happens on the
-// worker, and a device's new commands reach the worker in creation order (a
+// A note on order: every publish of a command to a device happens on its
+// device's worker, and a device's new commands reach it in creation order (a
 // striped lock spans a command's store and its job). A device is "caught up"
 // once the worker has sent it every undelivered command since it last came
 // back; until then, a new command makes the worker send the whole undelivered
@@ -132,13 +133,26 @@ class Commands {
     std::optional<core::Command> snapshot{};  // send: the command as created
     std::uint64_t cancels = 0;              // send: cancels_ when it was created
   };
+  // One worker: its queue and thread, and what only it touches.
+  struct Shard {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::deque<Job> jobs;
+    std::thread thread;
+    std::unordered_map<DeviceId, std::int64_t, core::DeviceIdHash> caught_up;  // device -> last seq sent
+    std::deque<std::pair<core::TimePoint, Job>> retries;  // acks and replies the database did not take
+  };
+  static constexpr std::size_t shard_count = 4;
+  static std::size_t shard_of(const DeviceId& id) { return core::DeviceIdHash{}(id) % shard_count; }
   void post(Job job);
-  void worker_loop();
+  void post_to(std::size_t shard, Job job);
+  void worker_loop(std::size_t index);
   // False when the database did not take it: retried (acks and replies).
-  bool run_job(Job& job);
+  bool run_job(Shard& shard, std::size_t index, Job& job);
   // Worker only: sends the device's undelivered commands in order.
-  void send_all(const DeviceId& device);
-  void resend_outbox();
+  void send_all(Shard& shard, const DeviceId& device);
+  // Worker only: the outbox of this worker's devices.
+  void resend_outbox(Shard& shard, std::size_t index);
   void sweep();
   // Stores from -> to, publishes the document and wakes waiters; nullopt when
   // the command had moved on meanwhile.
@@ -146,6 +160,10 @@ class Commands {
                                             const core::Json& result = nullptr,
                                             const std::optional<std::string>& error = std::nullopt);
   void changed(const core::Command& command);
+  // A note on concurrent changes: changed() runs on the workers and the HTTP
+  // threads, so two changes of one command may be reported out of order.
+  // States only move forward, so a report behind the one already seen is
+  // ignored (in known_ and in what waiters see).
   // The state this process last stored for an open command (nullopt: ask the store).
   std::optional<core::Command> known(const core::CommandId& id);
   void count_ignored(IgnoredReply why) { ++metrics_.replies_ignored[static_cast<std::size_t>(why)]; }
@@ -165,23 +183,20 @@ class Commands {
   // again on the stored state.
   std::mutex known_mutex_;
   std::unordered_map<core::CommandId, std::pair<DeviceId, core::CommandState>, core::DeviceIdHash> known_;
+  // Commands that ended lately: a late report of an earlier state (changed()
+  // runs on several threads) never brings one back into known_.
+  std::unordered_set<core::CommandId, core::DeviceIdHash> ended_;
+  std::deque<core::CommandId> ended_order_;
   // Cancels so far: a send job created before a cancel reads the store first.
   std::atomic<std::uint64_t> cancels_{0};
 
   // Spans a command's store and its send job, per device (striped).
   std::array<std::mutex, 64> create_locks_;
 
-  std::mutex jobs_mutex_;
-  std::condition_variable jobs_cv_;
-  std::deque<Job> jobs_;
-  bool stopping_ = false;
-  std::thread worker_;
-
-  // Worker only.
-  std::unordered_map<DeviceId, std::int64_t, core::DeviceIdHash> caught_up_;  // device -> last seq sent
-  std::deque<std::pair<core::TimePoint, Job>> retries_;  // acks and replies the database did not take
-  core::TimePoint last_sweep_{};
-  core::TimePoint last_error_log_{};
+  std::array<Shard, shard_count> shards_;
+  std::atomic<bool> stopping_{false};
+  core::TimePoint last_sweep_{};                  // the first worker only
+  std::atomic<std::int64_t> last_error_log_ms_{0};  // one line a minute across workers
 
   // Waiters (?wait, long polls): woken on every change.
   std::mutex watch_mutex_;
