@@ -11,6 +11,14 @@
 // network threads hold while they write (about 40 us per message here), which
 // the fleet owner would otherwise pay for every status it stores.
 //
+// A note on Nagle: Paho C 1.3 leaves TCP_NODELAY off on its socket, so a
+// publish written while an earlier one is unacknowledged at the TCP level
+// waits for that ACK, which the broker's side may delay (Linux: 40 ms). A
+// command's PUBACK took p50 12 ms, p99 40 ms that way at 100 commands/s; the
+// status messages waited the same. After every connect the adapter turns
+// Nagle off on this process's TCP connections to the broker's port
+// (disable_nagle_to_broker).
+//
 // A note on reconnecting: the adapter, not Paho, reconnects (Paho's automatic
 // reconnect is off), so every connection's CONNACK is read: its Receive Maximum,
 // and whether the broker still held the service's session. Without it (a broker
@@ -28,6 +36,11 @@
 // Nothing is handed to Paho while the link is down: the queue waits, and the
 // outbox covers what it held.
 #include "mqtt/mqtt_link.hpp"
+
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <vector>
@@ -49,6 +62,37 @@ constexpr int session_expiry_seconds = 24 * 3600;
 // drop; after this many in a row the next connection starts clean.
 constexpr auto quick_drop = std::chrono::seconds(3);
 constexpr int quick_drops_before_clean_start = 2;
+
+// The broker's port in an MQTT URL (tcp://host:1883, ssl://host:8883), or the
+// scheme's default.
+int broker_port(const std::string& url) {
+  const auto colon = url.rfind(':');
+  if (colon != std::string::npos && colon + 1 < url.size() &&
+      url.find_first_not_of("0123456789", colon + 1) == std::string::npos && url.size() - colon - 1 <= 5)
+    return std::stoi(url.substr(colon + 1));
+  return url.rfind("ssl://", 0) == 0 ? 8883 : 1883;
+}
+
+// TCP_NODELAY on every TCP connection of this process whose peer port is the
+// broker's (Paho offers no hook on its socket; see "A note on Nagle").
+void disable_nagle_to_broker(int port) {
+  DIR* fds = ::opendir("/proc/self/fd");
+  if (!fds) return;
+  while (const dirent* entry = ::readdir(fds)) {
+    const int fd = std::atoi(entry->d_name);
+    if (fd <= 2) continue;
+    sockaddr_storage peer{};
+    socklen_t length = sizeof(peer);
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &length) != 0) continue;
+    int peer_port = -1;
+    if (peer.ss_family == AF_INET) peer_port = ntohs(reinterpret_cast<const sockaddr_in*>(&peer)->sin_port);
+    if (peer.ss_family == AF_INET6) peer_port = ntohs(reinterpret_cast<const sockaddr_in6*>(&peer)->sin6_port);
+    if (peer_port != port) continue;
+    int yes = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
+  }
+  ::closedir(fds);
+}
 
 std::chrono::milliseconds elapsed_ms(std::chrono::steady_clock::time_point since) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - since);
@@ -357,6 +401,7 @@ void MqttLink::on_connection_lost(const std::string& cause) {
 
 void MqttLink::on_connected(bool session_present) {
   // On the supervisor thread, after every successful connect.
+  disable_nagle_to_broker(broker_port(config_.mqtt_url));
   connected_ = true;
   subscribed_ = false;
   if (connections_++ > 0) ++metrics_.mqtt_reconnects;
