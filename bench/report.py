@@ -397,6 +397,20 @@ def build_rows(raw):
         hb_with, hb_alone = num(raw, "telemetry.heartbeats_per_s_with_telemetry"), num(raw, "telemetry.heartbeats_per_s_alone")
         row("  MQTT heartbeats/s while telemetry flows", hb_with, "/s", "heartbeats alone", hb_alone,
             ratio_of(hb_with, hb_alone), "(info)", None)
+    # 10: commands to devices
+    if "commands.round_trip.p50_ms" in raw:
+        rate = raw.get("commands.round_trip.offered_per_s")
+        p99, per_s = num(raw, "commands.round_trip.p99_ms"), num(raw, "commands.throughput.per_s")
+        failed = num(raw, "commands.round_trip.failed")
+        row(f"Commands: round trip at {rate}/s, POST -> device -> succeeded, p50", num(raw, "commands.round_trip.p50_ms"),
+            "ms", "", None, None, "(info)", None)
+        row("  round trip p99", p99, "ms", "", None, None, "< 50 ms", None if p99 is None else p99 < 50)
+        row("  of which created -> sent (broker ack stored) p50", num(raw, "commands.stored.to_sent_p50"), "ms", "",
+            None, None, "(info)", None, positive=False)
+        row("  round trips not succeeded within 10 s", failed, "", "", None, None, "0",
+            None if failed is None else failed == 0, positive=False)
+        row("  commands/s completed end to end (fan-outs to 1,000 devices)", per_s, "/s", "", None, None, ">= 5,000/s",
+            None if per_s is None else per_s >= 5000)
     # Every fleet-manager this run stopped: SIGTERM to exit.
     stops = {k[len("shutdown."):-len(".ms")]: v for k, v in raw.items() if k.startswith("shutdown.") and k.endswith(".ms")}
     if stops:

@@ -45,6 +45,9 @@ fresh private Postgres and Mosquitto instances on free 127.0.0.1 ports:
   telemetry       bench/telemetry.sh (its own Postgres and brokers; --quick in quick mode):
                   MQTT telemetry points/s stored vs. the broker's pass-through, HTTP batches
                   vs. a raw COPY, the lag until queryable, heartbeats/s alone and with telemetry
+  commands        bench/command_round_trip.py: 1,000 devices answering commands (fleet-sim
+                  --answer-commands); round trip POST -> device -> succeeded at 100/s p50/p99,
+                  and commands/s completed by fan-outs (full mode only)
 
 Options:
   --quick         one offered load (unthrottled), short runs, small sizes: under a minute
@@ -54,7 +57,7 @@ Options:
                   number > 0, every will was seen and nothing failed. Targets are reported,
                   never checked here.
   --only LIST     comma-separated subset of: ceiling,ingest,db,http,presence,timeouts,scale,registration,
-                  telemetry
+                  telemetry,commands
                   (ceiling and ingest always run together)
   --loads LIST    offered loads in heartbeats/s, 0 = unthrottled (default full: 5000,10000,20000,40000,60000,0)
   --out DIR       results folder (default bench-results/, git-ignored)
@@ -129,7 +132,7 @@ if [[ -n "$LOADS_ARG" ]]; then
   IFS=',' read -r -a LOADS <<<"$LOADS_ARG"
   for l in "${LOADS[@]}"; do [[ "$l" =~ ^[0-9]+$ ]] || { echo "bench.sh: bad --loads value $l" >&2; exit 2; }; done
 fi
-ALL_PARTS="ceiling ingest db http presence timeouts scale registration telemetry"
+ALL_PARTS="ceiling ingest db http presence timeouts scale registration telemetry commands"
 if [[ -n "$ONLY" ]]; then
   for p in ${ONLY//,/ }; do
     [[ " $ALL_PARTS " == *" $p "* ]] || { echo "bench.sh: unknown part '$p' in --only" >&2; exit 2; }
@@ -138,6 +141,7 @@ fi
 wanted() {
   local part="$1"
   [[ "$part" == registration ]] && ((REGISTRATION == 0)) && [[ ",$ONLY," != *",registration,"* ]] && return 1
+  [[ "$part" == commands ]] && ((REGISTRATION == 0)) && [[ ",$ONLY," != *",commands,"* ]] && return 1
   [[ -z "$ONLY" ]] && return 0
   [[ "$part" == ingest ]] && [[ ",$ONLY," == *",ceiling,"* ]] && return 0
   [[ "$part" == ceiling ]] && [[ ",$ONLY," == *",ingest,"* ]] && return 0
@@ -923,6 +927,28 @@ bench_registration() {
 }
 
 # =====================================================================================================
+# 10. Commands to devices (bench/command_round_trip.py: its own instances and fleet-sim)
+# =====================================================================================================
+bench_commands() {
+  local out="$RUN_DIR/commands.json" args=(--devices 1000 --rate 100)
+  if [[ "$MODE" == quick ]]; then args+=(--seconds 5 --rounds 3); else args+=(--seconds 20 --rounds 20); fi
+  put ran.commands true
+  say "commands: bench/command_round_trip.py ${args[*]}"
+  if MAESTRA_BUILD_DIR="$MAESTRA_BUILD_DIR" FLEET_MANAGER_BIN="$SERVICE_BIN" timeout 600 "$PY" "$MAESTRA_REPO/bench/command_round_trip.py" "${args[@]}" \
+      >"$out" 2>"$RUN_DIR/commands.err"; then
+    local line
+    line="$(grep '^{' "$out" | tail -n 1)"
+    put_json commands.round_trip "$(jq -c .round_trip <<<"$line")"
+    put_json commands.stored "$(jq -c .round_trip_stored_ms <<<"$line")"
+    put_json commands.throughput "$(jq -c .throughput <<<"$line")"
+    say "commands: round trip p50 $(jget "$line" .round_trip.p50_ms) ms p99 $(jget "$line" .round_trip.p99_ms) ms," \
+      "$(jget "$line" .throughput.per_s) commands/s"
+  else
+    fail_note "command_round_trip.py failed: $(tail -n 3 "$RUN_DIR/commands.err" | tr '\n' ' ')"
+  fi
+}
+
+# =====================================================================================================
 main() {
   raise_nofile_limit
   check_tools
@@ -940,6 +966,7 @@ main() {
   wanted scale && bench_scale
   wanted registration && bench_registration
   wanted telemetry && bench_telemetry
+  wanted commands && bench_commands
   return 0
 }
 

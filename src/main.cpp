@@ -20,9 +20,11 @@
 #include "core/config.hpp"
 #include "http/http_api.hpp"
 #include "mqtt/mqtt_link.hpp"
+#include "service/commands.hpp"
 #include "service/fleet.hpp"
 #include "service/log.hpp"
 #include "service/telemetry.hpp"
+#include "store/command_store.hpp"
 #include "store/device_store.hpp"
 #include "store/instance_lock.hpp"
 #include "store/migrations.hpp"
@@ -209,15 +211,29 @@ int main(int argc, char** argv) {
   mqtt.set_telemetry(&telemetry);
   fleet.set_publisher(&mqtt);
   fleet.set_device_access(mqtt.device_access());
+  // Commands to devices: stored, then sent by their own owner (service/commands).
+  store::PgCommandStore command_store(pool);
+  service::Commands commands(command_store, fleet, system_now);
+  commands.set_publisher(&mqtt);
+  mqtt.set_commands(&commands);
+  fleet.set_connectivity_listener([&commands](const core::DeviceId& id, bool back) {
+    if (back)
+      commands.device_back(id);
+    else
+      commands.device_gone(id);
+  });
+  commands.start();
   fleet.start();
 
   http::HttpApi api(fleet, metrics, config, http::HealthProbe{[&mqtt] { return mqtt.connected(); }});
   api.set_telemetry(&telemetry);
+  api.set_commands(&commands);
   int port = 0;
   try {
     port = api.start();
   } catch (const std::exception& e) {
     std::cerr << "fleet-manager: " << e.what() << "\n";
+    commands.stop();
     fleet.stop();
     return 1;
   }
@@ -251,9 +267,11 @@ int main(int argc, char** argv) {
     }
   }
   fleet.begin_shutdown();
+  commands.stop_waits();
   api.stop();
   mqtt.stop();
   telemetry.stop();
+  commands.stop();
   fleet.stop();
   service::log_info("stopped");
   return exit_code;

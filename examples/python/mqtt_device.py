@@ -7,13 +7,20 @@ Demonstrates the MQTT-first flow of DESIGN.md end to end:
   2. connect with a last will ({"state":"offline","session":N} retained, QoS 1 on
      maestra/devices/{id}/presence) and publish the birth right after connecting,
   3. heartbeat every --interval seconds on maestra/devices/{id}/heartbeat,
-  4. on Ctrl-C / SIGTERM, say a clean goodbye ({"state":"offline","reason":"disconnect"}).
+  4. answer commands: subscribed to maestra/devices/{id}/commands/+ before the
+     birth (so commands queued while it was away arrive right after it), each
+     command id handled once (a command may come again: delivery is at least
+     once), replies "delivered" then "succeeded" (or "failed" with --fail) on
+     maestra/devices/{id}/replies/{command_id},
+  5. on Ctrl-C / SIGTERM, say a clean goodbye ({"state":"offline","reason":"disconnect"}).
 Kill it with SIGKILL instead and the broker publishes the will: the service marks
 the device offline within a second.
 
     python3 examples/python/mqtt_device.py --host 127.0.0.1 --hardware-id rpi-001
+    python3 examples/python/mqtt_device.py --fail      # every command fails, with an error text
 """
 import argparse
+import collections
 import json
 import os
 import signal
@@ -36,6 +43,8 @@ def parse_args():
     p.add_argument("--count", type=int, default=0, help="stop after this many heartbeats (0: run until stopped)")
     p.add_argument("--id-file", default="", help="cache the device id here (register only once)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the registration reply")
+    p.add_argument("--fail", action="store_true", help="answer every command with failed (to see a failed result)")
+    p.add_argument("--work", type=float, default=0.0, help="seconds each command takes (reported in_progress meanwhile)")
     return p.parse_args()
 
 
@@ -86,19 +95,54 @@ def main():
 
     presence = f"{args.prefix}/devices/{device_id}/presence"
     heartbeat = f"{args.prefix}/devices/{device_id}/heartbeat"
+    commands = f"{args.prefix}/devices/{device_id}/commands/+"
+    seen = collections.OrderedDict()  # command ids already handled (the last 1000)
     session = int(time.time() * 1000)  # increases with every connection
     client = mqtt.Client(client_id=f"device-{device_id}", protocol=mqtt.MQTTv311)
     client.will_set(presence, json.dumps({"state": "offline", "session": session}), qos=1, retain=True)
 
     connected = threading.Event()
 
+    def reply(c, command_id, state, **extra):
+        topic = f"{args.prefix}/devices/{device_id}/replies/{command_id}"
+        c.publish(topic, json.dumps({"state": state, **extra}), qos=1)
+
+    def run_command(c, command):
+        if args.work > 0:
+            reply(c, command["id"], "in_progress")
+            time.sleep(args.work)
+        if args.fail:
+            reply(c, command["id"], "failed", error=f"{command['name']}: simulated failure (--fail)")
+            print(f"command {command['name']} ({command['id']}) failed on purpose", flush=True)
+        else:
+            reply(c, command["id"], "succeeded", result={"name": command["name"], "params": command.get("params", {})})
+            print(f"command {command['name']} ({command['id']}) succeeded", flush=True)
+
+    def on_message(c, _userdata, msg):
+        try:
+            command = json.loads(msg.payload)
+            command_id = command["id"]
+        except (ValueError, KeyError, TypeError):
+            print(f"unreadable command on {msg.topic}", flush=True)
+            return
+        if command_id in seen:  # sent again (at least once): already handled
+            reply(c, command_id, "delivered")
+            return
+        seen[command_id] = True
+        if len(seen) > 1000:
+            seen.popitem(last=False)
+        reply(c, command_id, "delivered")
+        threading.Thread(target=run_command, args=(c, command), daemon=True).start()
+
     def on_connect(c, _userdata, _flags, rc):
         if rc == 0:
+            c.subscribe(commands, qos=1)  # before the birth: queued commands follow it
             c.publish(presence, json.dumps({"state": "online", "session": session}), qos=1, retain=True)
             print(f"connected; birth published on {presence}", flush=True)
             connected.set()
 
     client.on_connect = on_connect
+    client.on_message = on_message
     client.reconnect_delay_set(1, 30)
     client.connect(args.host, args.port, keepalive=15)
     client.loop_start()

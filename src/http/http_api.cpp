@@ -82,6 +82,13 @@ const std::vector<RouteSpec>& route_table() {
       {"GET", "/devices/{id}/metrics", true, "a device's metric points, or time buckets (bucket=, agg=)"},
       {"GET", "/devices/{id}/metrics/latest", true, "the latest value of each metric of a device"},
       {"GET", "/devices/{id}/events", true, "a device's events, newest first"},
+      {"POST", "/devices/{id}/commands", true, "send a command to a device (201; Idempotency-Key; ?wait=N)"},
+      {"GET", "/devices/{id}/commands", true, "a device's commands, newest first (filters state; limit, offset)"},
+      {"POST", "/commands", true, "send a command to many devices (device_ids, device_type or status)"},
+      {"GET", "/commands/{command_id}", true, "one command with its history"},
+      {"DELETE", "/commands/{command_id}", true, "cancel a command (409 when it is terminal)"},
+      {"GET", "/devices/{id}/commands/pending", false, "a device's undelivered commands, marked sent (?wait=N long poll)"},
+      {"POST", "/devices/{id}/commands/{command_id}/reply", false, "a device's reply to a command"},
       {"GET", "/health", false, "liveness and dependencies (503 when the database is unreachable)"},
       {"GET", "/metrics", false, "Prometheus metrics"},
       {"GET", "/openapi.json", false, "this API as OpenAPI 3"},
@@ -579,6 +586,7 @@ void HttpApi::health(const httplib::Request&, httplib::Response& res, const std:
 
 void HttpApi::metrics(const httplib::Request&, httplib::Response& res, const std::string&) {
   std::string text = metrics_.render_prometheus();
+  if (commands_) text += commands_->metrics().render_prometheus();
   if (telemetry_) text += telemetry_->counters().render_prometheus();
   res.set_content(text, "text/plain; version=0.0.4");
 }
@@ -715,6 +723,13 @@ void HttpApi::install_routes() {
   add("GET", "/devices/{id}/metrics", &HttpApi::device_metrics);
   add("GET", "/devices/{id}/metrics/latest", &HttpApi::device_latest_metrics);
   add("GET", "/devices/{id}/events", &HttpApi::device_events);
+  add("POST", "/devices/{id}/commands", &HttpApi::create_command);
+  add("GET", "/devices/{id}/commands", &HttpApi::list_commands);
+  add("POST", "/commands", &HttpApi::fan_out_commands);
+  add("GET", "/commands/{command_id}", &HttpApi::get_command);
+  add("DELETE", "/commands/{command_id}", &HttpApi::cancel_command);
+  add("GET", "/devices/{id}/commands/pending", &HttpApi::pending_commands);
+  add("POST", "/devices/{id}/commands/{command_id}/reply", &HttpApi::reply_command);
   add("GET", "/health", &HttpApi::health);
   add("GET", "/metrics", &HttpApi::metrics);
   add("GET", "/openapi.json", &HttpApi::openapi);

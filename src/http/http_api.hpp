@@ -18,6 +18,7 @@
 #include "core/config.hpp"
 #include "core/requests.hpp"
 #include "core/topics.hpp"
+#include "service/commands.hpp"
 #include "service/fleet.hpp"
 #include "service/metrics.hpp"
 #include "service/telemetry.hpp"
@@ -61,6 +62,8 @@ class HttpApi {
   int start();
   // Telemetry routes (telemetry_routes.cpp) answer 503 until this is set.
   void set_telemetry(service::Telemetry* telemetry) { telemetry_ = telemetry; }
+  // Commands to devices (routes in command_routes.cpp); without it they answer 503.
+  void set_commands(service::Commands* commands) { commands_ = commands; }
   // Stops accepting, ends idle keep-alive connections at once, waits for the
   // requests in progress.
   void stop();
@@ -99,6 +102,14 @@ class HttpApi {
   // Secure mode: the device whose credentials the request carries must be the
   // one every row names.
   std::optional<core::Error> authenticate_telemetry(const httplib::Request& req, const core::DeviceId& device);
+  // command_routes.cpp
+  void create_command(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void fan_out_commands(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void get_command(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void list_commands(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void cancel_command(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void pending_commands(const httplib::Request& req, httplib::Response& res, const std::string& body);
+  void reply_command(const httplib::Request& req, httplib::Response& res, const std::string& body);
 
   // Secure mode: the device the heartbeat's credentials prove, which must be the
   // device the body names (by id or hardware id).
@@ -107,6 +118,7 @@ class HttpApi {
 
   service::Fleet& fleet_;
   service::Metrics& metrics_;
+  service::Commands* commands_ = nullptr;
   const core::Config& config_;
   core::Topics topics_;
   HealthProbe probe_;

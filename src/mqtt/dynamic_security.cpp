@@ -118,6 +118,7 @@ core::Result<core::Done> DynamicSecurity::grant(const core::DeviceId& id, const 
            {"rolename", device_role(id)},
            {"acls", Json::array({acl("publishClientSend", base + "/heartbeat"), acl("publishClientSend", base + "/presence"),
                                  acl("publishClientSend", base + "/telemetry/#"),
+                                 acl("publishClientSend", base + "/replies/#"),  // its answers to commands
                                  acl("subscribePattern", base + "/commands/#")})}},
       Json{{"command", "createClient"},
            {"username", device},
@@ -173,12 +174,14 @@ core::Result<core::Done> DynamicSecurity::grant_dashboard(const std::string& use
 
 void DynamicSecurity::maintain() {
   bool bound = false;
+  bool roles_upgraded = false;
   auto next_sweep = std::chrono::steady_clock::now();
   std::unique_lock lock(maintenance_mutex_);
   while (!stopping_) {
     lock.unlock();
     if (client_()->is_connected()) {
       if (!bound) bound = bind_existing_accounts();
+      if (bound && !roles_upgraded) roles_upgraded = grant_replies_to_existing_roles();
       if (std::chrono::steady_clock::now() >= next_sweep) {
         remove_expired_dashboards();
         next_sweep = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -300,6 +303,57 @@ void DynamicSecurity::remove_expired_dashboards() {
       }
   }
   service::log_info("dashboard_credentials_expired", {{"removed", std::to_string(removed)}});
+}
+
+bool DynamicSecurity::grant_replies_to_existing_roles() {
+  const std::string role_prefix = "maestra-device-";
+  std::vector<std::pair<std::string, std::string>> missing;  // role, its replies topic
+  for (int offset = 0;; offset += list_page) {
+    auto page = call({Json{{"command", "listRoles"}, {"verbose", true}, {"count", list_page}, {"offset", offset}}},
+                     std::chrono::seconds(30));
+    if (!page || !error_of(page.value()[0]).empty()) {
+      service::log_warn("broker_roles_not_listed", {{"error", page ? error_of(page.value()[0]) : page.error().detail}});
+      return false;
+    }
+    const Json& data = page.value()[0].contains("data") ? page.value()[0]["data"] : Json::object();
+    if (!data.contains("roles") || !data["roles"].is_array()) break;
+    const auto& roles = data["roles"];
+    for (const auto& role : roles) {
+      const std::string name = string_field(role, "rolename");
+      if (name.rfind(role_prefix, 0) != 0) continue;
+      const auto id = core::parse_device_id(std::string_view(name).substr(role_prefix.size()));
+      if (!id) continue;
+      const std::string replies = topics_.prefix() + "/devices/" + id->to_string() + "/replies/#";
+      bool has = false;
+      if (role.contains("acls") && role["acls"].is_array())
+        for (const auto& a : role["acls"])
+          has = has || (string_field(a, "acltype") == "publishClientSend" && string_field(a, "topic") == replies);
+      if (!has) missing.emplace_back(name, replies);
+    }
+    if (roles.size() < static_cast<std::size_t>(list_page)) break;
+  }
+  std::size_t added = 0;
+  for (std::size_t i = 0; i < missing.size(); i += bind_batch) {
+    std::vector<Json> commands;
+    for (std::size_t j = i; j < std::min(missing.size(), i + bind_batch); ++j) {
+      Json command = acl("publishClientSend", missing[j].second);
+      command["command"] = "addRoleACL";
+      command["rolename"] = missing[j].first;
+      commands.push_back(std::move(command));
+    }
+    auto answers = call(std::move(commands), std::chrono::seconds(60));
+    if (!answers) {
+      service::log_warn("device_roles_not_upgraded", {{"error", answers.error().detail}});
+      return false;
+    }
+    for (const auto& a : answers.value()) added += benign(a, "already exists") ? 1 : 0;
+    std::unique_lock lock(maintenance_mutex_);
+    if (maintenance_cv_.wait_for(lock, bind_pause, [&] { return stopping_.load(); })) return true;
+  }
+  if (!missing.empty())
+    service::log_info("device_roles_upgraded", {{"replies_granted", std::to_string(added)},
+                                                {"roles", std::to_string(missing.size())}});
+  return true;
 }
 
 core::Result<core::Done> DynamicSecurity::ensure_service_roles(const std::string& service_username,

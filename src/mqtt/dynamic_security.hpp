@@ -73,6 +73,9 @@ class DynamicSecurity : public service::DeviceAccess {
   // process, in batches), then removes expired dashboard credentials (every 30 s).
   void maintain();
   bool bind_existing_accounts();
+  // Device roles made before commands existed may not publish replies/#: the
+  // ACL is added to each (once per process, in batches).
+  bool grant_replies_to_existing_roles();
   void remove_expired_dashboards();
   // Sends without waiting (for a command that disconnects us, like changing our own roles).
   void send(std::vector<core::Json> commands);

@@ -23,13 +23,14 @@
 #include "core/log_budget.hpp"
 #include "core/topics.hpp"
 #include "mqtt/dynamic_security.hpp"
+#include "service/commands.hpp"
 #include "service/fleet.hpp"
 #include "service/metrics.hpp"
 #include "service/telemetry.hpp"
 
 namespace maestra::mqtt_adapter {
 
-class MqttLink : public service::StatusPublisher {
+class MqttLink : public service::StatusPublisher, public service::CommandPublisher {
  public:
   MqttLink(const core::Config& config, service::Fleet& fleet, service::Metrics& metrics);
   ~MqttLink() override;
@@ -50,6 +51,12 @@ class MqttLink : public service::StatusPublisher {
   void publish_status(const store::StoredStatus& status) override;
   void clear_device(const core::DeviceId& id) override;
   void publish_summary(const core::FleetCounts& counts, core::TimePoint now) override;
+
+  // Commands to devices (service/commands): replies go to `commands`, and so
+  // do the broker's acks of commands and every new connection.
+  void set_commands(service::Commands* commands) { commands_ = commands; }
+  void publish_command(const core::Command& command, core::TimePoint now) override;
+  void publish_command_state(const core::Command& command) override;
 
  private:
   struct RegistrationJob {
@@ -81,6 +88,7 @@ class MqttLink : public service::StatusPublisher {
   void handle_register(std::string_view level, const mqtt::const_message_ptr& msg);
   // Parses a telemetry message and queues it for the telemetry writer (never waits).
   void handle_telemetry(const core::TelemetryTopic& topic, const std::string& payload);
+  void handle_reply(const core::ReplyTopic& topic, const std::string& payload);
   void registration_loop();
   void log_registration(const std::string& hardware_id, const core::Result<service::RegisteredDevice>& record);
   void reply(const RegistrationJob& job, const std::string& payload);
@@ -88,9 +96,13 @@ class MqttLink : public service::StatusPublisher {
   void publish(const std::string& topic, const std::string& payload, bool retained);
   // A message to publish: ready, or a status document the sender formats.
   struct Outgoing {
+    Outgoing(mqtt::const_message_ptr m, std::optional<store::StoredStatus> s, std::optional<core::DeviceId> c,
+             std::optional<core::CommandId> cmd = std::nullopt)
+        : msg(std::move(m)), status(std::move(s)), cleared(c), command(cmd) {}
     mqtt::const_message_ptr msg;
     std::optional<store::StoredStatus> status;
     std::optional<core::DeviceId> cleared;  // the last clear of a deleted device's topics
+    std::optional<core::CommandId> command;  // a command to a device: its PUBACK moves it to sent
   };
   // Every QoS 1 publish goes through here: queued in order for the sender
   // thread, which keeps at most `inflight_limit_` waiting for their PUBACK (see
@@ -103,6 +115,7 @@ class MqttLink : public service::StatusPublisher {
   const core::Config& config_;
   service::Fleet& fleet_;
   service::Metrics& metrics_;
+  service::Commands* commands_ = nullptr;
   core::Topics topics_;
   service::Telemetry* telemetry_ = nullptr;
   // The Paho client: a new one for every connection after a lost one (see "A

@@ -165,6 +165,7 @@ void Fleet::handle_heartbeat(Event& event, Batch& batch, TimePoint now) {
   lock.unlock();
   count_heartbeat(event.id, event.transport, decided);
   if (!before.connected) watch(event.id, decided.outcome.next);
+  if (!before.connected && connectivity_) connectivity_(event.id, true);  // its commands are sent again
   add_write(batch, event.id, before, decided.outcome, &event, decided.too_frequent);
 }
 
@@ -207,6 +208,7 @@ void Fleet::handle_presence(Event& event, Batch& batch, TimePoint now) {
   }
   lock.unlock();
   if (!before.connected) watch(event.id, outcome.next);
+  if (event.presence.kind == core::PresenceKind::birth && connectivity_) connectivity_(event.id, true);
   if (outcome.changed || outcome.transition)
     add_write(batch, event.id, before, outcome, &event);
   else

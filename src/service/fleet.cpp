@@ -82,6 +82,12 @@ Result<core::DeviceRecord> Fleet::get(const DeviceId& id) {
   return record;
 }
 
+bool Fleet::connected(const DeviceId& id) const {
+  std::shared_lock lock(registry_mutex_);
+  const auto it = registry_.find(id);
+  return it != registry_.end() && it->second.connected;
+}
+
 Result<core::Done> Fleet::list(const store::ListQuery& q,
                                const std::function<bool(const std::vector<core::DeviceRecord>&)>& page) {
   return store_.list(q, [&](const std::vector<core::DeviceRecord>& records) {

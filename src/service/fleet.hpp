@@ -191,6 +191,12 @@ class Fleet {
   Fleet& operator=(const Fleet&) = delete;
 
   void set_publisher(StatusPublisher* publisher) { publisher_ = publisher; }
+  // Commands: told (on the owner thread; must not block) when a device comes
+  // back (`back`: its birth, or its first heartbeat after being offline) and
+  // when a stored change takes it away.
+  void set_connectivity_listener(std::function<void(const DeviceId&, bool back)> listener) {
+    connectivity_ = std::move(listener);
+  }
   // Secure mode: every registration gets a broker account through `access`.
   void set_device_access(DeviceAccess* access) { access_ = access; }
   bool secure() const { return access_ != nullptr; }
@@ -233,6 +239,8 @@ class Fleet {
 
   // --- queries ---
   Result<core::DeviceRecord> get(const DeviceId& id);
+  // Connected as far as presence knows (the registry; no database read).
+  bool connected(const DeviceId& id) const;
   // Pages of at most 1,000 records, in order; `page` returns false to stop early.
   Result<core::Done> list(const store::ListQuery& q,
                           const std::function<bool(const std::vector<core::DeviceRecord>&)>& page);
@@ -346,6 +354,7 @@ class Fleet {
   Clock clock_;
   StatusPublisher* publisher_ = nullptr;
   DeviceAccess* access_ = nullptr;
+  std::function<void(const DeviceId&, bool back)> connectivity_;
   std::mutex credentials_mutex_;
   std::unordered_map<DeviceId, store::StoredSecret, core::DeviceIdHash> credentials_;  // cache
 

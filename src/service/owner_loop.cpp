@@ -275,6 +275,9 @@ void Fleet::commit(Batch& batch) {
     }
     for (const auto& w : batch.writes)
       if (w.write.transition) log_transition(w.write.id, *w.write.transition, now);
+    if (connectivity_)
+      for (const auto& w : batch.writes)
+        if (w.before.connected && !w.write.state.connected) connectivity_(w.write.id, false);
     for (auto& w : batch.writes)
       if (w.source && w.source->heartbeat_reply)
         w.source->heartbeat_reply->set_value(

@@ -28,6 +28,7 @@
 #include <optional>
 #include <queue>
 #include <random>
+#include <string>
 
 #include "device_ids.hpp"
 #include "event_loop.hpp"
@@ -56,6 +57,7 @@ struct Device {
   std::string id;
   std::string heartbeat_topic;
   std::string presence_topic;
+  std::vector<std::uint16_t> reply_ids;  // --answer-commands: replies awaiting PUBACK
   std::unique_ptr<MqttConnection> connection;
   std::int64_t session = 0;
   std::uint32_t inflight = 0;            // QoS 1 heartbeats awaiting PUBACK
@@ -75,6 +77,15 @@ struct ScheduledBeat {
   std::uint32_t index;
   std::uint32_t generation;
   bool operator>(const ScheduledBeat& other) const { return due > other.due; }
+};
+
+// --answer-commands with a delay: a reply due later.
+struct ScheduledReply {
+  TimePoint due;
+  std::uint32_t index;
+  std::uint32_t generation;
+  std::string command_id;
+  bool operator>(const ScheduledReply& other) const { return due > other.due; }
 };
 
 struct PendingConnect {
@@ -121,11 +132,19 @@ class Fleet final : public ConnectionEvents {
       start_due_connects(now);
       note_connect_phase_end(now);
       kill_if_due(now);
+      answer_due(now);
       const bool capped = send_heartbeats(now);
       if (now >= next_tick_) on_tick(now);
       loop_.poll(capped ? std::chrono::milliseconds(0) : poll_timeout(now));
     }
     leave();
+    if (options_.answer_commands) {
+      std::printf("{\"event\":\"commands\",\"received\":%llu,\"succeeded\":%llu,\"failed\":%llu}\n",
+                  static_cast<unsigned long long>(commands_received_),
+                  static_cast<unsigned long long>(commands_succeeded_),
+                  static_cast<unsigned long long>(commands_failed_));
+      std::fflush(stdout);
+    }
     return summary();
   }
 
@@ -142,6 +161,8 @@ class Fleet final : public ConnectionEvents {
     ++counters_.connected;
     counters_.connected_max = std::max(counters_.connected_max, counters_.connected);
 
+    if (options_.answer_commands)  // before the birth: commands sent on its return follow it
+      connection.subscribe({{options_.prefix + "/devices/" + device.id + "/commands/+", 1}});
     device.presence_packet_id =
         connection.publish(device.presence_topic, presence_payload("online", device.session, false), 1, true);
     connection.flush();
@@ -163,12 +184,51 @@ class Fleet final : public ConnectionEvents {
       device.presence_packet_id = 0;
       return;
     }
+    if (const auto reply = std::find(device.reply_ids.begin(), device.reply_ids.end(), packet_id);
+        reply != device.reply_ids.end()) {
+      device.reply_ids.erase(reply);
+      return;
+    }
     if (device.inflight == 0) return;
     --device.inflight;
     --total_inflight_;
     ++counters_.acked;
     last_ack_ = loop_.now();
     if (rate_mode_) make_ready(connection.tag());
+  }
+
+  // --answer-commands: a command on {prefix}/devices/{id}/commands/{command_id}.
+  void on_message(MqttConnection& connection, const mqtt::PublishView& message) override {
+    if (!options_.answer_commands) return;
+    const auto slash = message.topic.rfind('/');
+    if (slash == std::string_view::npos || slash + 1 >= message.topic.size()) return;
+    ++commands_received_;
+    std::string command_id(message.topic.substr(slash + 1));
+    Device& device = devices_[connection.tag()];
+    if (options_.answer_delay_ms == 0) return answer(device, command_id);
+    replies_due_.push({loop_.now() + std::chrono::milliseconds(options_.answer_delay_ms),
+                       static_cast<std::uint32_t>(connection.tag()), device.generation, std::move(command_id)});
+  }
+
+  void answer(Device& device, const std::string& command_id) {
+    if (!device.connected) return;
+    std::uniform_real_distribution<double> draw(0.0, 1.0);
+    const bool fail = options_.answer_fail_rate > 0 && draw(random_) < options_.answer_fail_rate;
+    const std::string payload = fail ? R"({"state":"failed","error":"fleet-sim --answer-fail-rate"})"
+                                     : R"({"state":"succeeded"})";
+    device.reply_ids.push_back(device.connection->publish(
+        options_.prefix + "/devices/" + device.id + "/replies/" + command_id, payload, 1, false));
+    device.connection->flush();
+    ++(fail ? commands_failed_ : commands_succeeded_);
+  }
+
+  void answer_due(TimePoint now) {
+    while (!replies_due_.empty() && replies_due_.top().due <= now) {
+      const ScheduledReply reply = replies_due_.top();
+      replies_due_.pop();
+      Device& device = devices_[reply.index];
+      if (reply.generation == device.generation) answer(device, reply.command_id);
+    }
   }
 
   void on_drained(MqttConnection& connection) override {
@@ -192,6 +252,7 @@ class Fleet final : public ConnectionEvents {
       --counters_.connected;
       total_inflight_ -= device.inflight;
       device.inflight = 0;
+      device.reply_ids.clear();
       device.unconfirmed = 0;
       device.awaiting_pingresp = false;
     }
@@ -411,6 +472,7 @@ class Fleet final : public ConnectionEvents {
         soon(std::max(connect_queue_.front().not_before, now + std::chrono::milliseconds(1)));
       }
       if (!rate_mode_ && !schedule_.empty()) soon(schedule_.top().due);
+      if (!replies_due_.empty()) soon(replies_due_.top().due);
       if (rate_mode_ && !ready_.empty()) {
         if (unthrottled_) return std::chrono::milliseconds(0);
         soon(now + heartbeat_budget_.time_to_next_token());
@@ -494,6 +556,10 @@ class Fleet final : public ConnectionEvents {
   std::vector<Device> devices_;
   std::deque<PendingConnect> connect_queue_;
   std::priority_queue<ScheduledBeat, std::vector<ScheduledBeat>, std::greater<>> schedule_;
+  std::priority_queue<ScheduledReply, std::vector<ScheduledReply>, std::greater<>> replies_due_;
+  std::uint64_t commands_received_ = 0;
+  std::uint64_t commands_succeeded_ = 0;
+  std::uint64_t commands_failed_ = 0;
   std::deque<std::uint32_t> ready_;
   RateBudget connect_budget_;
   RateBudget heartbeat_budget_;

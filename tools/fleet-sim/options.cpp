@@ -229,6 +229,23 @@ const std::vector<OptionSpec>& option_table() {
        [](const SimOptions& o) { return std::to_string(o.seed); }, "random seed (jitter, which devices are killed)",
        ""},
 
+      // --- answering commands ------------------------------------------------------------
+      {"answer-commands", "",
+       [](SimOptions& o, const std::string&) { o.answer_commands = true; return std::string(); }, nullptr,
+       "each device subscribes to its commands (before its birth) and answers each one: \"succeeded\" (or "
+       "\"failed\", see --answer-fail-rate) on its replies topic, QoS 1",
+       "Answering commands"},
+      {"answer-delay-ms", "MS",
+       [](SimOptions& o, const std::string& v) {
+         return parse_integer<std::uint32_t>(v, o.answer_delay_ms, 0, 3'600'000);
+       },
+       [](const SimOptions& o) { return std::to_string(o.answer_delay_ms); },
+       "answer this long after the command arrived (0: at once)", ""},
+      {"answer-fail-rate", "F",
+       [](SimOptions& o, const std::string& v) { return parse_number(v, o.answer_fail_rate, 0, 1); },
+       [](const SimOptions& o) { return show_number(o.answer_fail_rate); },
+       "fraction of commands answered \"failed\" (random, --seed)", ""},
+
       // --- subscriber mode ----------------------------------------------------------------
       {"subscribe", "FILTER",
        [](SimOptions& o, const std::string& v) {

@@ -61,6 +61,11 @@ struct SimOptions {
   ExitMode exit_mode = ExitMode::offline;
   std::uint64_t seed = 1;
 
+  // answering commands (DESIGN.md "Commands to devices")
+  bool answer_commands = false;
+  std::uint32_t answer_delay_ms = 0;
+  double answer_fail_rate = 0;
+
   // subscriber mode
   std::vector<std::string> subscribe_filters;
   bool print_arrivals = false;

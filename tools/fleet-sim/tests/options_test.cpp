@@ -125,3 +125,15 @@ TEST_CASE("--telemetry-metrics: telemetry messages of N metrics instead of heart
   CHECK(!parse_options({"--telemetry-metrics", "101"}).error.empty());
   CHECK(!parse_options({"--telemetry-metrics", "2", "--payload", "{}"}).error.empty());
 }
+
+TEST_CASE("answering commands: off by default, a delay and a failure rate within bounds") {
+  CHECK_FALSE(parse_options({}).options.answer_commands);
+  const auto parsed = parse_options({"--answer-commands", "--answer-delay-ms", "250", "--answer-fail-rate=0.25"});
+  REQUIRE(parsed.error.empty());
+  CHECK(parsed.options.answer_commands);
+  CHECK(parsed.options.answer_delay_ms == 250);
+  CHECK(parsed.options.answer_fail_rate == doctest::Approx(0.25));
+  CHECK_FALSE(parse_options({"--answer-fail-rate", "1.5"}).error.empty());
+  CHECK_FALSE(parse_options({"--answer-delay-ms", "-1"}).error.empty());
+  CHECK(help_text().find("--answer-commands") != std::string::npos);
+}
