@@ -160,6 +160,12 @@ Result<FanOut> parse_fan_out(const Json& body) {
   return f;
 }
 
+Result<CommandReply> parse_command_reply_text(std::string_view body) {
+  auto parsed = parse_json_object(body);
+  if (!parsed) return parsed.error();
+  return parse_command_reply(parsed.value());
+}
+
 Result<CommandReply> parse_command_reply(const Json& body) {
   CommandReply r;
   if (!body.contains("state") || !body["state"].is_string())

@@ -79,6 +79,8 @@ struct CommandReply {
   std::optional<std::string> error;
 };
 Result<CommandReply> parse_command_reply(const Json& body);
+// The same from the raw body of an MQTT reply or an HTTP reply (one JSON object).
+Result<CommandReply> parse_command_reply_text(std::string_view body);
 
 // What a reply does to a command in `current`: applied, or ignored and why.
 enum class ReplyVerdict { apply, duplicate, terminal, backwards };

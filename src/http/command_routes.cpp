@@ -16,26 +16,6 @@ using core::Json;
 
 namespace {
 
-void send_json(httplib::Response& res, int status, const Json& body) {
-  res.status = status;
-  res.set_content(body.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
-}
-
-core::ParamLookup params_of(const httplib::Request& req) {
-  return [&req](std::string_view name) -> std::optional<std::string> {
-    const std::string key(name);
-    if (!req.has_param(key.c_str())) return std::nullopt;
-    return req.get_param_value(key.c_str());
-  };
-}
-
-// A UUID from the path (match `index`), or an error naming `field`.
-core::Result<core::DeviceId> path_uuid(const httplib::Request& req, std::size_t index, const char* field) {
-  auto id = core::parse_device_id(req.matches[index].str());
-  if (!id) return Error{ErrorKind::malformed, field, std::string("the ") + field + " in the path is not a valid UUID"};
-  return *id;
-}
-
 // Idempotency-Key: absent, or text of at most 200 characters.
 core::Result<std::optional<std::string>> idempotency_key(const httplib::Request& req) {
   if (!req.has_header("Idempotency-Key")) return std::optional<std::string>{};
@@ -85,7 +65,7 @@ void HttpApi::fan_out_commands(const httplib::Request& req, httplib::Response& r
 
 void HttpApi::get_command(const httplib::Request& req, httplib::Response& res, const std::string&) {
   if (!commands_) return send_error(res, no_commands());
-  auto id = path_uuid(req, 1, "command_id");
+  auto id = path_uuid(req, 1, "command_id", "command id");
   if (!id) return send_error(res, id.error());
   auto found = commands_->get(id.value());
   if (!found) return send_error(res, found.error());
@@ -109,7 +89,7 @@ void HttpApi::list_commands(const httplib::Request& req, httplib::Response& res,
 
 void HttpApi::cancel_command(const httplib::Request& req, httplib::Response& res, const std::string&) {
   if (!commands_) return send_error(res, no_commands());
-  auto id = path_uuid(req, 1, "command_id");
+  auto id = path_uuid(req, 1, "command_id", "command id");
   if (!id) return send_error(res, id.error());
   auto canceled = commands_->cancel(id.value());
   if (!canceled) return send_error(res, canceled.error());
@@ -122,12 +102,7 @@ void HttpApi::pending_commands(const httplib::Request& req, httplib::Response& r
   if (!device) return send_error(res, device.error());
   auto wait = core::parse_command_wait(params_of(req));
   if (!wait) return send_error(res, wait.error());
-  if (fleet_.secure()) {
-    core::HeartbeatRequest named;
-    named.device_id = device.value();
-    auto authenticated = authenticate_device(req, named);
-    if (!authenticated) return send_error(res, authenticated.error());
-  }
+  if (auto error = authenticate_as(req, device.value())) return send_error(res, *error);
   auto pending = commands_->pending(device.value(), wait.value());
   if (!pending) return send_error(res, pending.error());
   Json answer = Json::array();
@@ -139,20 +114,10 @@ void HttpApi::reply_command(const httplib::Request& req, httplib::Response& res,
   if (!commands_) return send_error(res, no_commands());
   auto device = path_uuid(req, 1, "id");
   if (!device) return send_error(res, device.error());
-  auto id = path_uuid(req, 2, "command_id");
+  auto id = path_uuid(req, 2, "command_id", "command id");
   if (!id) return send_error(res, id.error());
-  if (fleet_.secure()) {
-    core::HeartbeatRequest named;
-    named.device_id = device.value();
-    auto authenticated = authenticate_device(req, named);
-    if (!authenticated) return send_error(res, authenticated.error());
-  }
-  auto parsed = core::parse_json_object(body);
-  if (!parsed) {
-    commands_->reply_malformed();
-    return send_error(res, parsed.error());
-  }
-  auto reply = core::parse_command_reply(parsed.value());
+  if (auto error = authenticate_as(req, device.value())) return send_error(res, *error);
+  auto reply = core::parse_command_reply_text(body);
   if (!reply) {
     commands_->reply_malformed();
     return send_error(res, reply.error());

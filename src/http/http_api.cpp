@@ -155,11 +155,6 @@ std::string allowed_methods(std::string_view path) {
   return literal.empty() ? pattern : literal;
 }
 
-void send_json(httplib::Response& res, int status, const Json& body) {
-  res.status = status;
-  res.set_content(body.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
-}
-
 bool has_body(const httplib::Request& req) {
   return req.has_header("Transfer-Encoding") ||
          (req.has_header("Content-Length") && req.get_header_value("Content-Length") != "0");
@@ -232,17 +227,12 @@ void end_connection_if_refused(int server_port, const httplib::Request& req, con
 }
 
 std::optional<core::DeviceId> path_id(const httplib::Request& req, httplib::Response& res) {
-  auto id = core::parse_device_id(req.matches[1].str());
-  if (!id) send_json(res, 400, core::error_json(Error{ErrorKind::malformed, "id", "the device id in the path is not a valid UUID"}));
-  return id;
-}
-
-core::ParamLookup params_of(const httplib::Request& req) {
-  return [&req](std::string_view name) -> std::optional<std::string> {
-    const std::string key(name);
-    if (!req.has_param(key.c_str())) return std::nullopt;
-    return req.get_param_value(key.c_str());
-  };
+  auto id = path_uuid(req, 1, "id");
+  if (!id) {
+    send_json(res, 400, core::error_json(id.error()));
+    return std::nullopt;
+  }
+  return id.value();
 }
 
 Json heartbeat_json(const service::HeartbeatReply& r) {
@@ -323,6 +313,35 @@ std::string_view error_code_for(int status) {
 }
 
 }  // namespace
+
+void send_json(httplib::Response& res, int status, const Json& body) {
+  res.status = status;
+  res.set_content(body.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
+}
+
+core::ParamLookup params_of(const httplib::Request& req) {
+  return [&req](std::string_view name) -> std::optional<std::string> {
+    const std::string key(name);
+    if (!req.has_param(key.c_str())) return std::nullopt;
+    return req.get_param_value(key.c_str());
+  };
+}
+
+core::Result<core::DeviceId> path_uuid(const httplib::Request& req, std::size_t index, const char* field,
+                                       const char* what) {
+  auto id = core::parse_device_id(req.matches[index].str());
+  if (!id) return Error{ErrorKind::malformed, field, std::string("the ") + what + " in the path is not a valid UUID"};
+  return *id;
+}
+
+std::optional<Error> HttpApi::authenticate_as(const httplib::Request& req, const core::DeviceId& device) {
+  if (!fleet_.secure()) return std::nullopt;
+  core::HeartbeatRequest named;
+  named.device_id = device;
+  auto proven = authenticate_device(req, named);
+  if (!proven) return proven.error();
+  return std::nullopt;
+}
 
 void HttpApi::send_error(httplib::Response& res, const Error& error) {
   Error shown = error;

@@ -99,9 +99,10 @@ class HttpApi {
   void device_metrics(const httplib::Request& req, httplib::Response& res, const std::string& body);
   void device_latest_metrics(const httplib::Request& req, httplib::Response& res, const std::string& body);
   void device_events(const httplib::Request& req, httplib::Response& res, const std::string& body);
-  // Secure mode: the device whose credentials the request carries must be the
-  // one every row names.
-  std::optional<core::Error> authenticate_telemetry(const httplib::Request& req, const core::DeviceId& device);
+  // Secure mode: the request must carry `device`'s own credentials (the device
+  // a telemetry body names, the device of a command route's path); nothing
+  // to check in open mode.
+  std::optional<core::Error> authenticate_as(const httplib::Request& req, const core::DeviceId& device);
   // command_routes.cpp
   void create_command(const httplib::Request& req, httplib::Response& res, const std::string& body);
   void fan_out_commands(const httplib::Request& req, httplib::Response& res, const std::string& body);
@@ -164,6 +165,15 @@ int bind_and_serve(httplib::Server& server, const core::Config& config, std::thr
 void end_idle_connections(int port);
 
 int http_status(core::ErrorKind kind);
+
+// Shared by the route files (http_api.cpp, command_routes.cpp, telemetry_routes.cpp).
+void send_json(httplib::Response& res, int status, const core::Json& body);
+// The request's query parameters, for the core's parsers.
+core::ParamLookup params_of(const httplib::Request& req);
+// A UUID from the path (regex match `index`), or a malformed-input error naming
+// `field`: "the <what> in the path is not a valid UUID".
+core::Result<core::DeviceId> path_uuid(const httplib::Request& req, std::size_t index, const char* field,
+                                       const char* what = "device id");
 
 // The body limit of a route: 1 MiB for the telemetry batch routes, 64 KiB otherwise.
 std::size_t body_limit(std::string_view path);

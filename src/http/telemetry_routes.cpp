@@ -17,19 +17,6 @@ using core::Json;
 
 namespace {
 
-void send_json(httplib::Response& res, int status, const Json& body) {
-  res.status = status;
-  res.set_content(body.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
-}
-
-core::ParamLookup params_of(const httplib::Request& req) {
-  return [&req](std::string_view name) -> std::optional<std::string> {
-    const std::string key(name);
-    if (!req.has_param(key.c_str())) return std::nullopt;
-    return req.get_param_value(key.c_str());
-  };
-}
-
 Json optional_json(const std::optional<std::string>& text) {
   if (!text) return nullptr;
   return Json::parse(*text, nullptr, /*allow_exceptions=*/false);
@@ -40,15 +27,6 @@ Json optional_string(const std::optional<std::string>& text) { return text ? Jso
 const Error telemetry_off{ErrorKind::unavailable, "", "telemetry is not running"};
 
 }  // namespace
-
-std::optional<Error> HttpApi::authenticate_telemetry(const httplib::Request& req, const core::DeviceId& device) {
-  if (!fleet_.secure()) return std::nullopt;
-  core::HeartbeatRequest named;
-  named.device_id = device;
-  auto proven = authenticate_device(req, named);
-  if (!proven) return proven.error();
-  return std::nullopt;
-}
 
 // The rows of one body belong to one device in secure mode (its credentials).
 template <class Rows>
@@ -67,7 +45,7 @@ void HttpApi::post_metric(const httplib::Request& req, httplib::Response& res, c
     telemetry_->rejected(service::Transport::http);
     return send_error(res, point.error());
   }
-  if (auto error = authenticate_telemetry(req, point->device)) return send_error(res, *error);
+  if (auto error = authenticate_as(req, point->device)) return send_error(res, *error);
   const std::string name = point->name;
   auto stored = telemetry_->store_metrics({std::move(point.value())}, /*batch=*/false);
   if (!stored) return send_error(res, stored.error());
@@ -83,7 +61,7 @@ void HttpApi::post_metric_batch(const httplib::Request& req, httplib::Response& 
   }
   if (fleet_.secure()) {
     if (auto error = one_device(points.value())) return send_error(res, *error);
-    if (auto error = authenticate_telemetry(req, points->front().device)) return send_error(res, *error);
+    if (auto error = authenticate_as(req, points->front().device)) return send_error(res, *error);
   }
   const std::size_t count = points->size();
   auto stored = telemetry_->store_metrics(std::move(points.value()), /*batch=*/true);
@@ -98,7 +76,7 @@ void HttpApi::post_event(const httplib::Request& req, httplib::Response& res, co
     telemetry_->rejected(service::Transport::http);
     return send_error(res, event.error());
   }
-  if (auto error = authenticate_telemetry(req, event->device)) return send_error(res, *error);
+  if (auto error = authenticate_as(req, event->device)) return send_error(res, *error);
   const std::string type = event->event_type;
   auto stored = telemetry_->store_events({std::move(event.value())}, /*batch=*/false);
   if (!stored) return send_error(res, stored.error());
@@ -114,7 +92,7 @@ void HttpApi::post_event_batch(const httplib::Request& req, httplib::Response& r
   }
   if (fleet_.secure()) {
     if (auto error = one_device(events.value())) return send_error(res, *error);
-    if (auto error = authenticate_telemetry(req, events->front().device)) return send_error(res, *error);
+    if (auto error = authenticate_as(req, events->front().device)) return send_error(res, *error);
   }
   const std::size_t count = events->size();
   auto stored = telemetry_->store_events(std::move(events.value()), /*batch=*/true);
@@ -126,16 +104,16 @@ namespace {
 // The device of the path: 400 when it is not a UUID, 404 when not registered.
 std::optional<core::DeviceId> registered_device(const httplib::Request& req, httplib::Response& res,
                                                 service::Telemetry& telemetry) {
-  auto id = core::parse_device_id(req.matches[1].str());
+  auto id = path_uuid(req, 1, "id");
   if (!id) {
-    send_json(res, 400, core::error_json(Error{ErrorKind::malformed, "id", "the device id in the path is not a valid UUID"}));
+    send_json(res, 400, core::error_json(id.error()));
     return std::nullopt;
   }
-  if (!telemetry.registered(*id)) {
+  if (!telemetry.registered(id.value())) {
     send_json(res, 404, core::error_json(Error{ErrorKind::not_found, "", "device not found"}));
     return std::nullopt;
   }
-  return id;
+  return id.value();
 }
 }  // namespace
 

@@ -810,15 +810,11 @@ void MqttLink::handle_reply(const core::ReplyTopic& topic, const std::string& pa
     commands_->reply_malformed();
     return reject(Rejection::bad_topic, topic.device, "device or command id in a reply topic is not a UUID");
   }
-  auto body = core::parse_json_object(payload);
-  if (!body) {
-    commands_->reply_malformed();
-    return reject(Rejection::malformed, topic.device, body.error().detail);
-  }
-  auto reply = core::parse_command_reply(body.value());
+  auto reply = core::parse_command_reply_text(payload);
   if (!reply) {
     commands_->reply_malformed();
-    return reject(Rejection::invalid_field, topic.device, reply.error().detail);
+    return reject(reply.error().kind == core::ErrorKind::malformed ? Rejection::malformed : Rejection::invalid_field,
+                  topic.device, reply.error().detail);
   }
   commands_->reply_async(*device, *command, std::move(reply.value()));
 }

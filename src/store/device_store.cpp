@@ -12,6 +12,7 @@
 // rows. Each first locks its rows in id order (the `locked` CTE), so two batches
 // never wait on each other in a cycle (no deadlocks).
 #include "store/device_store.hpp"
+#include "store/guarded.hpp"
 
 #include <stdexcept>
 #include <type_traits>
@@ -192,35 +193,7 @@ std::vector<StoredStatus> exec_write_states(pqxx::transaction_base& tx, const st
 
 template <class Fn>
 auto DeviceStore::guarded(const char* what, Fn&& fn) -> decltype(fn(std::declval<pqxx::connection&>())) {
-  try {
-    auto lease = pool_.acquire();
-    try {
-      return fn(*lease);
-    } catch (const pqxx::broken_connection&) {
-      lease.discard();
-      throw;
-    } catch (const pqxx::in_doubt_error&) {
-      lease.discard();
-      throw;
-    }
-  } catch (const pqxx::broken_connection& e) {
-    return Error{ErrorKind::unavailable, "", std::string(what) + ": database connection lost: " + e.what()};
-  } catch (const pqxx::in_doubt_error& e) {
-    return Error{ErrorKind::unavailable, "", std::string(what) + ": database connection lost mid-commit: " + e.what()};
-  } catch (const pqxx::sql_error& e) {
-    // Only a refused or ending connection is "unavailable" (SQLSTATE class 08,
-    // admin/crash shutdown, cannot connect now, too many connections); any
-    // other SQL error is a bug or bad data: internal, logged by the caller.
-    const std::string state = e.sqlstate();
-    const bool down = state.rfind("08", 0) == 0 || state == "57P01" || state == "57P02" || state == "57P03" ||
-                      state == "53300";
-    return Error{down ? ErrorKind::unavailable : ErrorKind::internal, "",
-                 std::string(what) + ": database error " + state + ": " + e.what()};
-  } catch (const PoolTimeout& e) {
-    return Error{ErrorKind::unavailable, "", std::string(what) + ": " + e.what()};
-  } catch (const std::exception& e) {
-    return Error{ErrorKind::internal, "", std::string(what) + ": " + e.what()};
-  }
+  return store::guarded(pool_, what, std::forward<Fn>(fn));
 }
 
 void DeviceStore::prepare_statements(pqxx::connection& c) {

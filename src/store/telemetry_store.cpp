@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "store/connection_pool.hpp"
+#include "store/guarded.hpp"
 
 namespace maestra::store {
 
@@ -76,37 +77,6 @@ std::optional<std::string> optional_text(const pqxx::field& f) {
   return f.as<std::string>();
 }
 
-// Runs fn on a leased connection; database failures become Errors
-// (unavailable when the database cannot be reached, internal otherwise).
-template <class Fn>
-auto guarded(ConnectionPool& pool, const char* what, Fn&& fn) -> decltype(fn(std::declval<pqxx::connection&>())) {
-  try {
-    auto lease = pool.acquire();
-    try {
-      return fn(*lease);
-    } catch (const pqxx::broken_connection&) {
-      lease.discard();
-      throw;
-    } catch (const pqxx::in_doubt_error&) {
-      lease.discard();
-      throw;
-    }
-  } catch (const pqxx::broken_connection& e) {
-    return Error{ErrorKind::unavailable, "", std::string(what) + ": database connection lost: " + e.what()};
-  } catch (const pqxx::in_doubt_error& e) {
-    return Error{ErrorKind::unavailable, "", std::string(what) + ": database connection lost mid-commit: " + e.what()};
-  } catch (const pqxx::sql_error& e) {
-    const std::string state = e.sqlstate();
-    const bool down = state.rfind("08", 0) == 0 || state == "57P01" || state == "57P02" || state == "57P03" ||
-                      state == "53300";
-    return Error{down ? ErrorKind::unavailable : ErrorKind::internal, "",
-                 std::string(what) + ": database error " + state + ": " + e.what()};
-  } catch (const PoolTimeout& e) {
-    return Error{ErrorKind::unavailable, "", std::string(what) + ": " + e.what()};
-  } catch (const std::exception& e) {
-    return Error{ErrorKind::internal, "", std::string(what) + ": " + e.what()};
-  }
-}
 
 class PostgresTelemetryStore final : public TelemetryStore {
  public:

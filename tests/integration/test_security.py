@@ -100,22 +100,30 @@ def connect(broker, username=None, password=None, client_id=None, will=None, tls
     return wrapper, rc
 
 
-@pytest.fixture(scope="module")
-def stack(postgres, tmp_path_factory):
-    broker = SecureBroker(tmp_path_factory.mktemp("secure-broker")).start()
-    factory = ServiceFactory(postgres, broker, tmp_path_factory.mktemp("secure-service"))
+def secure_stack(postgres, tmp_path_factory, name: str, **env):
+    """A secure-mode broker (dynamic security) and a fleet-manager in secure mode
+    on it, ready (`secure_mode_ready`); yields (broker, service), stops both.
+    For the module fixtures of this file, test_commands_security and
+    test_telemetry_secure; `env` adds service settings."""
+    broker = SecureBroker(tmp_path_factory.mktemp(f"{name}-broker")).start()
+    factory = ServiceFactory(postgres, broker, tmp_path_factory.mktemp(f"{name}-service"))
     try:
-        # These tests present wrong credentials on purpose, more than the default
+        # The tests present wrong credentials on purpose, more than the default
         # 20 a minute from one address; the throttle has its own test below.
         service = factory(MAESTRA_SECURE="true", MAESTRA_ADMIN_TOKEN=ADMIN_TOKEN, MAESTRA_AUTH_FAILURE_LIMIT=0,
                           MAESTRA_PROVISIONING_KEY=PROVISIONING_KEY, MAESTRA_MQTT_USERNAME=SERVICE_USER,
-                          MAESTRA_MQTT_PASSWORD=SERVICE_PASSWORD, MAESTRA_DASHBOARD_USERNAME=DASHBOARD_USER,
-                          MAESTRA_DASHBOARD_PASSWORD=DASHBOARD_PASSWORD)
+                          MAESTRA_MQTT_PASSWORD=SERVICE_PASSWORD, **env)
         wait_until(lambda: "secure_mode_ready" in service.log_text(), timeout=15, message=service.log_tail)
         yield broker, service
     finally:
         factory.close()
         broker.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(postgres, tmp_path_factory):
+    yield from secure_stack(postgres, tmp_path_factory, "secure", MAESTRA_DASHBOARD_USERNAME=DASHBOARD_USER,
+                            MAESTRA_DASHBOARD_PASSWORD=DASHBOARD_PASSWORD)
 
 
 def register(service, hardware_id, key=PROVISIONING_KEY):

@@ -9,13 +9,9 @@ import base64
 
 import pytest
 
-from harness import ServiceFactory, psql, wait_until
+from harness import psql, wait_until
 from test_security import (
-    ADMIN_TOKEN,
-    PROVISIONING_KEY,
-    SERVICE_PASSWORD,
-    SERVICE_USER,
-    SecureBroker,
+    secure_stack,
     connect,
     device,
 )
@@ -23,17 +19,7 @@ from test_security import (
 
 @pytest.fixture(scope="module")
 def stack(postgres, tmp_path_factory):
-    broker = SecureBroker(tmp_path_factory.mktemp("telemetry-secure-broker")).start()
-    factory = ServiceFactory(postgres, broker, tmp_path_factory.mktemp("telemetry-secure-service"))
-    try:
-        service = factory(MAESTRA_SECURE="true", MAESTRA_ADMIN_TOKEN=ADMIN_TOKEN, MAESTRA_AUTH_FAILURE_LIMIT=0,
-                          MAESTRA_PROVISIONING_KEY=PROVISIONING_KEY, MAESTRA_MQTT_USERNAME=SERVICE_USER,
-                          MAESTRA_MQTT_PASSWORD=SERVICE_PASSWORD)
-        wait_until(lambda: "secure_mode_ready" in service.log_text(), timeout=15, message=service.log_tail)
-        yield broker, service
-    finally:
-        factory.close()
-        broker.stop()
+    yield from secure_stack(postgres, tmp_path_factory, "telemetry-secure")
 
 
 def stored(service, device_id: str) -> list[tuple[str, float]]:

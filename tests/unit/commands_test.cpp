@@ -166,6 +166,20 @@ TEST_CASE("a fan-out names its devices in exactly one way") {
   CHECK_FALSE(parse_fan_out(body(R"({"device_type":"a"})")));  // the request itself is checked too
 }
 
+TEST_CASE("a reply's raw body (MQTT payload or HTTP body): one JSON object, then the reply's rules") {
+  auto ok = parse_command_reply_text(R"({"state":"delivered"})");
+  REQUIRE(ok);
+  CHECK(ok->state == CommandState::delivered);
+  for (const char* text : {"", "not json", "[]", "\"delivered\"", R"({"state":"delivered")"}) {
+    auto refused = parse_command_reply_text(text);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().kind == ErrorKind::malformed);
+  }
+  auto wrong = parse_command_reply_text(R"({"state":"queued"})");
+  REQUIRE_FALSE(wrong);
+  CHECK(wrong.error().field == "state");
+}
+
 TEST_CASE("a device's reply: its states, result and error, and what is malformed") {
   auto ok = parse_command_reply(body(R"({"state":"succeeded","result":{"took_ms":12}})"));
   REQUIRE(ok);
