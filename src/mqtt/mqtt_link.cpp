@@ -544,13 +544,17 @@ void MqttLink::on_message(mqtt::const_message_ptr msg) {
     if (dynamic_security_ && topic == DynamicSecurity::response_topic)
       return dynamic_security_->on_response(msg->get_payload_str());
     const std::string& payload = msg->get_payload_str();
-    if (commands_)
-      if (const auto reply = core::parse_reply_topic(topics_.prefix(), topic)) return handle_reply(*reply, payload);
     const auto parsed = topics_.parse(topic);
-    if (telemetry_ && parsed.kind == core::Topics::Kind::other)
-      if (const auto telemetry = core::parse_telemetry_topic(topics_.prefix(), topic);
-          telemetry.kind != core::TelemetryKind::none)
-        return handle_telemetry(telemetry, payload);
+    // Replies and telemetry are looked for only among the topics the registry
+    // does not handle, so heartbeats and presence pay nothing for them.
+    if (parsed.kind == core::Topics::Kind::other) {
+      if (commands_)
+        if (const auto reply = core::parse_reply_topic(topics_.prefix(), topic)) return handle_reply(*reply, payload);
+      if (telemetry_)
+        if (const auto telemetry = core::parse_telemetry_topic(topics_.prefix(), topic);
+            telemetry.kind != core::TelemetryKind::none)
+          return handle_telemetry(telemetry, payload);
+    }
     // Registrations get an error reply for an oversized payload too (registration_loop).
     if (payload.size() > core::max_body_bytes && parsed.kind != core::Topics::Kind::register_request)
       return reject(Rejection::too_large, topic, "payload over 65536 bytes");
