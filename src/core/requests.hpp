@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/device_state.hpp"
 #include "core/ids.hpp"
@@ -97,7 +98,16 @@ struct ListQuery {
   std::optional<std::string> hardware_id;
   std::optional<std::int64_t> limit;
   std::int64_t offset = 0;
+  // Not a request parameter: set by the fleet when `status` is one few devices
+  // have (see list_by_candidates): the only devices that can match.
+  std::optional<std::vector<DeviceId>> among;
 };
+
+// GET /devices?status=X without an index on status: scan the devices in list
+// order until the page is full (about `wanted` x total / matching rows), or look
+// up the `matching` devices the registry shows with X by id (`matching` rows,
+// each about ten times the cost). True when the lookup by id costs less. `wanted` is offset + page size.
+bool list_by_candidates(std::int64_t matching, std::int64_t total, std::int64_t wanted);
 
 // Looks up one query parameter of the request (nullopt when absent).
 using ParamLookup = std::function<std::optional<std::string>(std::string_view name)>;

@@ -2,6 +2,8 @@
 // which read the store and overlay the registry's fresher last_seen.
 #include "service/fleet.hpp"
 
+#include <algorithm>
+
 #include "service/log.hpp"
 
 namespace maestra::service {
@@ -36,7 +38,7 @@ void Fleet::start() {
         flush_cv_.wait_for(lock, options_.flush_interval, [&] { return flusher_stopping_; });
         if (flusher_stopping_) break;
       }
-      run_flush_cycle();
+      run_flush_cycle(true);
     }
     run_flush_cycle();  // the last one, after the owner has stopped
     if (!unflushed_seen_.empty())
@@ -90,7 +92,22 @@ bool Fleet::connected(const DeviceId& id) const {
 
 Result<core::Done> Fleet::list(const store::ListQuery& q,
                                const std::function<bool(const std::vector<core::DeviceRecord>&)>& page) {
-  return store_.list(q, [&](const std::vector<core::DeviceRecord>& records) {
+  // No index on status (a status change is a heap-only update): for a status few
+  // devices have, the registry names the devices that can match.
+  store::ListQuery query = q;
+  if (const auto status = q.status ? core::parse_status(*q.status) : std::nullopt) {
+    constexpr std::int64_t page_size = 1000;  // the store's page
+    std::shared_lock lock(registry_mutex_);
+    const auto matching = counts_.by_status[static_cast<std::size_t>(*status)];
+    const auto wanted = q.offset + std::min(q.limit.value_or(matching), page_size);
+    if (core::list_by_candidates(matching, counts_.total(), wanted)) {
+      query.among.emplace();
+      query.among->reserve(static_cast<std::size_t>(matching));
+      for (const auto& [id, state] : registry_)
+        if (state.status() == *status) query.among->push_back(id);
+    }
+  }
+  return store_.list(query, [&](const std::vector<core::DeviceRecord>& records) {
     std::vector<core::DeviceRecord> fresh = records;
     for (auto& r : fresh) overlay_last_seen(r);
     return page(fresh);

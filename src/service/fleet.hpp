@@ -179,6 +179,12 @@ struct FleetOptions {
   core::WillGateOptions will_gate;
   core::FlapOptions flaps;
   core::Millis flush_interval{250};
+  // The broker's acks of status messages only tell the outbox what not to
+  // publish again: while the owner stores transitions (an expiry storm) the
+  // flusher writes them once the owner has stored none for ack_quiet, and never
+  // later than ack_delay_max after they came.
+  core::Millis ack_quiet{500};
+  core::Millis ack_delay_max{5000};
   std::chrono::milliseconds reply_timeout{10000};
   std::string provisioning_key;
 };
@@ -213,7 +219,9 @@ class Fleet {
   // caller's thread at the clock's current time. The threads run exactly these
   // in a loop; unit tests call them to step the fleet with a clock they set.
   void run_owner_cycle();
-  void run_flush_cycle();
+  // `steady`: as the flusher thread runs it, acks wait while transitions are
+  // being stored (FleetOptions::ack_quiet); otherwise everything is written.
+  void run_flush_cycle(bool steady = false);
 
   // --- commands, from any transport ---
   Result<RegisteredDevice> register_device(const core::Registration& r, Transport transport);
@@ -407,6 +415,8 @@ class Fleet {
   std::unordered_map<DeviceId, PendingSeen, core::DeviceIdHash> unflushed_seen_;
   std::vector<std::pair<DeviceId, std::int64_t>> unflushed_acks_;
   std::vector<DeviceId> unflushed_clear_acks_;
+  TimePoint acks_waiting_since_{};  // flusher only: when the oldest unwritten ack was taken
+  std::atomic<TimePoint> last_transitions_stored_{TimePoint{}};  // set by the owner
   core::LogBudget flush_error_log_{1, std::chrono::seconds{60}};  // flusher only: one line a minute
   bool flusher_stopping_ = false;
 

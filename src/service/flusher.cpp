@@ -1,6 +1,7 @@
 // The flusher: every flush_interval, the coalesced last_seen refreshes and
 // heartbeat attributes in one statement, then the broker's acknowledgements of
-// status messages and of cleared topics. What a failed write leaves is kept and
+// status messages (held while the owner is storing transitions, up to
+// FleetOptions::ack_delay_max) and of cleared topics. What a failed write leaves is kept and
 // merged with what comes next, so nothing is dropped while the database is down.
 #include "service/fleet.hpp"
 
@@ -8,7 +9,7 @@
 
 namespace maestra::service {
 
-void Fleet::run_flush_cycle() {
+void Fleet::run_flush_cycle(bool steady) {
   std::unordered_map<DeviceId, PendingSeen, core::DeviceIdHash> seen;
   {
     std::unique_lock lock(registry_mutex_);  // heartbeats record under the lock they already hold
@@ -16,6 +17,7 @@ void Fleet::run_flush_cycle() {
   }
   {
     std::lock_guard lock(flush_mutex_);
+    if (unflushed_acks_.empty() && !pending_acks_.empty()) acks_waiting_since_ = clock_();
     unflushed_acks_.insert(unflushed_acks_.end(), pending_acks_.begin(), pending_acks_.end());
     pending_acks_.clear();
     unflushed_clear_acks_.insert(unflushed_clear_acks_.end(), pending_clear_acks_.begin(), pending_clear_acks_.end());
@@ -60,7 +62,11 @@ void Fleet::run_flush_cycle() {
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count());
     unflushed_seen_.clear();
   }
-  if (!unflushed_acks_.empty()) {
+  // While transitions are being stored, their acks wait (bounded): a storm's
+  // statements do not share Postgres with the bookkeeping of the ones before.
+  const bool acks_wait = steady && now - last_transitions_stored_.load(std::memory_order_relaxed) < options_.ack_quiet &&
+                         now - acks_waiting_since_ < options_.ack_delay_max;
+  if (!unflushed_acks_.empty() && !acks_wait) {
     if (auto marked = store_.mark_published(unflushed_acks_); !marked)
       return failed("outbox_ack_failed", marked.error(), unflushed_acks_.size());
     unflushed_acks_.clear();

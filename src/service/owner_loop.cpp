@@ -261,6 +261,7 @@ void Fleet::commit(Batch& batch) {
   const TimePoint now = clock_();
   if (stored) {
     ++metrics_.transition_batches;
+    if (!stored->empty()) last_transitions_stored_.store(now, std::memory_order_relaxed);
     {
       std::unique_lock lock(registry_mutex_);
       for (auto& w : batch.writes) {

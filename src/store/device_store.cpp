@@ -145,7 +145,7 @@ class ArrayLiteral {
 
 // Devices by id, or by hardware_id (find_devices.sql with one filter).
 pqxx::result find_by_id(pqxx::transaction_base& tx, const DeviceId& id) {
-  return tx.exec_prepared("find_devices", id.to_string(), null, null, null, null, null, 1, 0);
+  return tx.exec_prepared("find_devices", id.to_string(), null, null, null, null, null, 1, 0, null);
 }
 
 // write_states.sql over a batch. A write without a transition sets updated_at to
@@ -246,7 +246,7 @@ Result<DeviceRecord> DeviceStore::get_by_hardware_id(const std::string& hardware
   return guarded("get_by_hardware_id", [&](pqxx::connection& c) -> Result<DeviceRecord> {
     pqxx::read_transaction tx(c);
     auto records =
-        read_all(tx.exec_prepared("find_devices", null, null, null, hardware_id, null, null, 1, 0), read_record);
+        read_all(tx.exec_prepared("find_devices", null, null, null, hardware_id, null, null, 1, 0, null), read_record);
     if (records.empty()) return Error{ErrorKind::not_found, "hardware_id", "no device with this hardware_id"};
     return records.front();
   });
@@ -262,11 +262,16 @@ Result<core::Done> DeviceStore::list(const ListQuery& q,
     // Keyset: rows after (created_at, id) of the previous page. The cursor is
     // created_at exactly as stored (microseconds): the record's millisecond
     // created_at would repeat rows across a page boundary.
-    std::optional<std::string> after_created_at, after_id;
+    std::optional<std::string> after_created_at, after_id, among;
+    if (q.among) {
+      ArrayLiteral ids;
+      for (const auto& id : *q.among) ids.add(id.to_string());
+      among = ids.str();
+    }
     while (remaining > 0) {
       const std::int64_t n = std::min(remaining, page_size);
       auto rows = tx.exec_prepared("find_devices", null, opt(q.status), opt(q.device_type), opt(q.hardware_id),
-                                   opt(after_created_at), opt(after_id), n, offset);
+                                   opt(after_created_at), opt(after_id), n, offset, opt(among));
       offset = 0;
       const auto records = read_all(rows, read_record);
       if (!records.empty() && !page(records)) break;  // the caller stopped (its client went away)

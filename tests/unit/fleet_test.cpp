@@ -269,6 +269,53 @@ TEST_CASE("outbox: the broker's ack is recorded; a session kept gets what is owe
   CHECK(w.publisher.statuses.size() == 2);
 }
 
+TEST_CASE("acks wait while transitions are being stored (an expiry storm), at most ack_delay_max") {
+  World w(Seconds{60});
+  const auto a = w.add("hw-a");
+  const auto b = w.add("hw-b");
+  w.fleet.status_acked(a, 1);
+  w.fleet.run_flush_cycle(true);  // no transition stored yet: written at once
+  CHECK(w.store.row(a).published_seq == 1);
+  w.at(60s);
+  w.cycle();  // both time out: transitions stored at 60 s
+  REQUIRE(w.status(a) == Status::offline);
+  w.fleet.status_acked(a, 2);
+  w.fleet.run_flush_cycle(true);
+  CHECK(w.store.row(a).published_seq == 1);  // transitions 0 ms ago: waits
+  w.at(60s + 499ms);
+  w.fleet.run_flush_cycle(true);
+  CHECK(w.store.row(a).published_seq == 1);
+  w.at(60s + 500ms);  // ack_quiet without transitions
+  w.fleet.run_flush_cycle(true);
+  CHECK(w.store.row(a).published_seq == 2);
+  // Transitions stored every cycle (a storm that goes on): the acks are written
+  // ack_delay_max after the oldest of them came.
+  std::vector<DeviceId> others;
+  for (int i = 0; i < 15; ++i) others.push_back(w.add("hw-other-" + std::to_string(i)));
+  w.at(61s);
+  w.fleet.heartbeat_async(others[0], error_heartbeat());
+  w.cycle();
+  w.fleet.status_acked(b, 2);
+  w.fleet.run_flush_cycle(true);  // the ack came at 61 s
+  for (int i = 1; i < 15; ++i) {
+    w.at(61s + std::chrono::milliseconds{350 * i});  // up to 65.9 s
+    w.fleet.heartbeat_async(others[static_cast<std::size_t>(i)], error_heartbeat());
+    w.cycle();
+    REQUIRE(w.status(others[static_cast<std::size_t>(i)]) == Status::error);
+    w.fleet.run_flush_cycle(true);
+    CHECK(w.store.row(b).published_seq == 0);
+  }
+  w.at(66s);
+  w.fleet.run_flush_cycle(true);
+  CHECK(w.store.row(b).published_seq == 2);
+  // The last flush (shutdown, or a test step) writes everything.
+  w.fleet.heartbeat_async(others[0], plain_heartbeat());
+  w.cycle();
+  w.fleet.status_acked(others[0], 3);
+  w.fleet.run_flush_cycle();
+  CHECK(w.store.row(others[0]).published_seq == 3);
+}
+
 TEST_CASE("a deleted device's retained topics are cleared, and the clear is recorded when acknowledged") {
   World w;
   const auto d = w.add("hw-1");

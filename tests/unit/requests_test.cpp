@@ -562,3 +562,20 @@ TEST_CASE("parse_history_limit: 1-1000, default 50") {
 }
 
 }  // TEST_SUITE
+
+TEST_CASE("list_by_candidates: look devices up by id only when fewer rows are read that way") {
+  // None match: the empty id list answers at once.
+  CHECK(list_by_candidates(0, 1000000, 100));
+  // Every device matches: read in list order.
+  CHECK_FALSE(list_by_candidates(1000000, 1000000, 100));
+  // 1,000,000 devices, a page of 100: a scan reads about 100 x 1,000,000 / matching rows,
+  // a lookup costs 10 x matching.
+  CHECK(list_by_candidates(3000, 1000000, 100));          // 30,000 against 33,333
+  CHECK_FALSE(list_by_candidates(3500, 1000000, 100));    // 35,000 against 28,571
+  // A deep offset makes the scan read further.
+  CHECK(list_by_candidates(3500, 1000000, 10100));
+  // Every matching device wanted (no limit): the scan reads the whole table.
+  CHECK(list_by_candidates(3, 100, 3));
+  CHECK_FALSE(list_by_candidates(3, 20, 3));
+  CHECK_FALSE(list_by_candidates(17, 20, 17));
+}
