@@ -362,6 +362,20 @@ def build_rows(raw):
             None if num(raw, "timeouts.max_ms") is None else num(raw, "timeouts.max_ms") < 1000, positive=False)
         row("  service CPU time for the timeouts", num(raw, "timeouts.cpu_s"), "s", "", None, None, "(info)", None,
             positive=False)
+        if "timeouts.floor.p99_ms" in raw:
+            # The same documents through the same broker to the same subscriber with no service and no
+            # Postgres, written at once (bench/storm_floor.py): what no service could beat on this machine.
+            floor = num(raw, "timeouts.floor.p99_ms")
+            late = num(raw, "timeouts.p99_ms")
+            row("  floor: the broker and subscriber alone, p99 after the first byte", floor, "ms",
+                "storm p99", late, ratio_of(late, floor), "(info)", None, positive=False)
+            row("  floor: broker CPU", num(raw, "timeouts.floor.broker_cpu_s"), "s", "", None, None, "(info)", None,
+                positive=False)
+        if "timeouts.postgres_cpu_s" in raw:
+            row("  Postgres CPU time for the timeouts", num(raw, "timeouts.postgres_cpu_s"), "s", "", None, None,
+                "(info)", None, positive=False)
+            row("  broker CPU time for the timeouts", num(raw, "timeouts.broker_cpu_s"), "s", "", None, None,
+                "(info)", None, positive=False)
     # 7: scale
     if "scale.devices" in raw:
         n = int(raw["scale.devices"])

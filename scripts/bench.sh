@@ -853,6 +853,28 @@ bench_timeouts() {
   put timeouts.transitions "$(metric 'maestra_status_transitions_total{reason="restart"}')"
   put timeouts.batches "$(metric 'maestra_transition_batches_total')"
   stop_service
+  # The floor: the same number of offline documents through the same broker to
+  # the same kind of subscriber, written as fast as the broker takes them, with
+  # no service and no Postgres (bench/storm_floor.py).
+  local floor_json floor_start floor_b0 floor_b1 floor=""
+  "$FLEET_SIM" --subscribe "maestra/devices/+/status" --qos 1 --skip-retained --print-arrivals \
+    --port "$BROKER_PORT" --duration 90 >"$dir/floor-arrivals.txt" 2>"$dir/floor-subscriber.err" &
+  sub_pid=$!
+  track "$sub_pid"
+  sleep 0.5
+  floor_b0="$(cpu_ticks "$BROKER_PID")"
+  if floor_json="$(timeout 150 "$PY" "$MAESTRA_REPO/bench/storm_floor.py" --port "$BROKER_PORT" --count "$n")"; then
+    floor_start="$(jget "$floor_json" .start_ms)"
+    floor_seen() { [[ "$(grep -c '"status":"offline"' "$dir/floor-arrivals.txt")" -ge "$n" ]]; }
+    bounded_wait 60 floor_seen || fail_note "timeouts: the floor's subscriber did not get every document"
+    floor_b1="$(cpu_ticks "$BROKER_PID")"
+    floor="$("${REPORT[@]}" timeouts "$dir/floor-arrivals.txt" "$floor_start" "$n")"
+    put_json timeouts.floor "$floor"
+    put timeouts.floor.broker_cpu_s "$(awk -v a="$floor_b0" -v b="$floor_b1" -v t="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / t}')"
+  else
+    fail_note "timeouts: bench/storm_floor.py failed: $floor_json"
+  fi
+  stop_pid "$sub_pid" 5 TERM
   stop_broker
   psql_db postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1
   say "timeouts: $(jget "$json" .within_1s)/$n offline within ${after}s + 1 s (status arrivals; p99" \
@@ -864,6 +886,10 @@ bench_timeouts() {
     "$(awk -v a="$c0" -v b="$c2" -v t="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / t}') s, Postgres" \
     "$(awk -v a="$p0" -v b="$p2" -v t="$CLK_TCK" 'BEGIN {printf "%.2f", (b - a) / t}') s; load average at the end" \
     "$(cut -d' ' -f1 /proc/loadavg)"
+  [[ -n "$floor" ]] && say "timeouts: floor (broker and subscriber alone, the same $n documents written at once):" \
+    "p50 $(jget "$floor" .p50_ms) ms, p99 $(jget "$floor" .p99_ms) ms, max $(jget "$floor" .max_ms) ms," \
+    "broker CPU $(jq -r 'select(.k == "timeouts.floor.broker_cpu_s") | .v' "$RAW") s"
+  return 0
 }
 
 # =====================================================================================================
