@@ -6,6 +6,11 @@
 // A note on metric names: each name is stored once (metric_names); the writer
 // keeps the ids it has seen in memory and asks only for new names, so a batch is
 // normally two statements in one transaction (points, latest values) plus events.
+//
+// A note on durability: a transaction holding only MQTT telemetry commits with
+// synchronous_commit off (SET LOCAL: this transaction only), so the writer does
+// not wait for the WAL flush; one holding an HTTP request's rows waits for it,
+// and that flush also covers every earlier asynchronous commit.
 #include "store/telemetry_store.hpp"
 
 #include <charconv>
@@ -83,10 +88,10 @@ class PostgresTelemetryStore final : public TelemetryStore {
   explicit PostgresTelemetryStore(ConnectionPool& pool) : pool_(pool) {}
 
   Result<Done> write(const MetricChunks& metrics, const std::vector<core::EventRecord>& events,
-                     const std::vector<LatestValue>& latest) override {
+                     const std::vector<LatestValue>& latest, bool durable) override {
     return guarded(pool_, "telemetry_write", [&](pqxx::connection& c) -> Result<Done> {
       try {
-        return write_batch(c, metrics, events, latest);
+        return write_batch(c, metrics, events, latest, durable);
       } catch (...) {
         name_ids_.clear();  // names this transaction added were rolled back with it
         throw;
@@ -95,11 +100,13 @@ class PostgresTelemetryStore final : public TelemetryStore {
   }
 
   Result<Done> write_batch(pqxx::connection& c, const MetricChunks& metrics,
-                           const std::vector<core::EventRecord>& events, const std::vector<LatestValue>& latest) {
+                           const std::vector<core::EventRecord>& events, const std::vector<LatestValue>& latest,
+                           bool durable) {
     {
       pqxx::work tx(c);
+      if (!durable) tx.exec_prepared("telemetry_async_commit");
+      if (!metrics.empty() || !latest.empty()) resolve_names(tx, metrics, latest);
       if (!metrics.empty()) {
-        resolve_names(tx, metrics, latest);
         Array device, name, time, value, unit, tags;
         std::size_t rows = 0;
         for (const auto& chunk : metrics) rows += chunk.size();
