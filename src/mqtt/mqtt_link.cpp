@@ -186,8 +186,10 @@ MqttLink::~MqttLink() {
 void MqttLink::start() {
   // The telemetry connection starts once this one is up (on_connected).
   if (telemetry_ && !telemetry_link_)
-    telemetry_link_ = std::make_unique<TelemetryLink>(config_, core::telemetry_subscriptions(topics_.prefix()),
-                                                      [this](mqtt::const_message_ptr msg) { on_message(std::move(msg)); });
+    telemetry_link_ = std::make_unique<TelemetryLink>(
+        config_, core::telemetry_subscriptions(topics_.prefix()),
+        [this](mqtt::const_message_ptr msg) { on_message(std::move(msg)); },
+        [this] { telemetry_->dropped_queue_full(); });
   sender_ = std::thread([this] { sender_loop(); });
   registrar_ = std::thread([this] { registration_loop(); });
   connector_ = std::thread([this] { supervise(); });

@@ -120,8 +120,9 @@ class MqttLink : public service::StatusPublisher, public service::CommandPublish
   service::Commands* commands_ = nullptr;
   core::Topics topics_;
   service::Telemetry* telemetry_ = nullptr;
-  // The telemetry connection (made by start() when telemetry_ is set): its
-  // messages come to on_message on its own Paho thread, never ahead of a heartbeat.
+  // The telemetry connection (made by start() when telemetry_ is set, started by
+  // on_connected): its messages come to on_message on its own parser thread; on
+  // Paho's receive thread a telemetry message costs a queue push.
   std::unique_ptr<TelemetryLink> telemetry_link_;
   // The Paho client: a new one for every connection after a lost one (see "A
   // note on reconnecting"); swapped under client_mutex_, used through client().

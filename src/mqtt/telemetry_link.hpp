@@ -3,13 +3,15 @@
 // every message to a callback (MqttLink::on_message, which parses and queues it
 // for the telemetry writer). It publishes nothing and has no will.
 //
-// Why a connection of its own: Paho C delivers one connection's messages one at
-// a time on one thread, and answers each QoS 1 message with its PUBACK on that
-// thread. On one connection a heartbeat waited behind every telemetry message
-// that arrived before it (its receive, parse and queueing); on two, the
-// heartbeats, presence, registrations and command replies have their own socket
-// and their own Paho thread, and telemetry cannot hold them up inside the
-// service. Its client id is the service's with "-telemetry" appended; in secure
+// Why a connection of its own: on one connection a heartbeat waited behind every
+// telemetry message the broker had queued for the service before it, in one TCP
+// stream. On two, the broker queues them apart, and Paho's receive thread (one
+// per process, for both connections) takes whichever socket is ready in turn.
+// What that thread does with a telemetry message is a queue push: the parse and
+// the hand-off to the telemetry writer run on this link's own thread (parser_),
+// so a heartbeat waits behind no telemetry parse either. Past max_waiting
+// messages waiting for that thread (it fell that far behind), new ones are
+// dropped and counted (on_dropped: maestra_telemetry_dropped_total{reason="queue_full"}). Its client id is the service's with "-telemetry" appended; in secure
 // mode it logs in with the service's account (its role already grants the
 // telemetry topics). Its session persists like the main one's (24 h), so
 // telemetry sent while the service restarts waits in the broker.
@@ -39,7 +41,11 @@ namespace maestra::mqtt_adapter {
 class TelemetryLink {
  public:
   using Handler = std::function<void(mqtt::const_message_ptr)>;
-  TelemetryLink(const core::Config& config, std::vector<std::string> filters, Handler handler);
+  static constexpr std::size_t max_waiting = 100000;  // messages
+  // `handler` runs on this link's parser thread, one message at a time;
+  // `on_dropped` on Paho's thread, for a message dropped because max_waiting wait.
+  TelemetryLink(const core::Config& config, std::vector<std::string> filters, Handler handler,
+                std::function<void()> on_dropped);
   ~TelemetryLink();
   TelemetryLink(const TelemetryLink&) = delete;
   TelemetryLink& operator=(const TelemetryLink&) = delete;
@@ -58,6 +64,7 @@ class TelemetryLink {
   void supervise();
   bool connect_once();
   void subscribe();
+  void parse_loop();
 
   const core::Config& config_;
   std::vector<std::string> filters_;
@@ -73,6 +80,14 @@ class TelemetryLink {
   bool lost_ = false;
   bool refused_ = false;  // a subscription was refused: tried again a second later
   std::thread supervisor_;
+
+  std::function<void()> on_dropped_;
+  std::mutex waiting_mutex_;
+  std::condition_variable waiting_cv_;
+  std::vector<mqtt::const_message_ptr> waiting_;  // received, for the parser thread
+  bool parser_idle_ = false;
+  bool parser_stopping_ = false;
+  std::thread parser_;
 };
 
 }  // namespace maestra::mqtt_adapter

@@ -104,6 +104,8 @@ class Telemetry {
   void offer_metrics(const core::DeviceId& device, std::vector<core::MetricPoint> points);
   void offer_event(const core::DeviceId& device, core::EventRecord event);
   void rejected(Transport transport) { ++counters_.rejected[static_cast<std::size_t>(transport)]; }
+  // An MQTT message dropped before it was parsed: too many waiting for the parser.
+  void dropped_queue_full() { ++counters_.queue_full_dropped; }
 
   // The latest value of each metric of a device, by name.
   std::vector<store::LatestValue> latest(const core::DeviceId& device) const;
