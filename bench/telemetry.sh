@@ -8,7 +8,9 @@
 #   mqtt         fleet-manager: points/s stored (maestra_telemetry_points_total and
 #                a count of the rows), and the lag until the last is queryable
 #   heartbeats   MQTT heartbeats/s through fleet-manager, alone and while telemetry
-#                flows at the rate it sustains
+#                flows at the rate it sustains, each against the broker's ceiling:
+#                a plain subscriber's heartbeats/s on a fresh broker, alone and while
+#                the same telemetry flows to a second plain subscriber
 #   http         wrk, POST /metrics/batch of 1,000 points: points/s stored
 #   copy         the ceiling: a raw COPY of the same rows into the same table
 #
@@ -107,7 +109,9 @@ start_broker passthrough || exit 1
 SUB=$!
 PIDS+=("$SUB")
 for _ in $(seq 50); do grep -q "elapsed=" "$TMP/sub.out" 2>/dev/null && break; sleep 0.1; done
-publish "passthrough-$TS" "$TMP/pass.out" --register none
+# The same offered load as the service's "unthrottled" run (quick mode caps both
+# at UNTHROTTLED_RATE messages/s; full mode caps neither).
+PUBLISH_RATE="$UNTHROTTLED_RATE" publish "passthrough-$TS" "$TMP/pass.out" --register none
 PASS_ACKED="$(summary_of "$TMP/pass.out" | jq -r '.acked // 0')"
 for _ in $(seq 100); do
   got="$(tail -n 1 "$TMP/sub.out" | sed -n 's/.* received=\([0-9]*\).*/\1/p')"
@@ -244,6 +248,60 @@ T1="$(points_mqtt)"
 HB_TELEMETRY_POINTS="$(awk -v a="${T0:-0}" -v b="${T1:-0}" -v s="$((RUN_SECONDS + 5))" 'BEGIN {printf "%.0f", (b - a) / s}')"
 say "heartbeats while telemetry flows: $HB_WITH/s (telemetry stored meanwhile: $HB_TELEMETRY_POINTS points/s)"
 
+# --- 2c. the broker's heartbeat ceiling, alone and under the same telemetry load ------------------
+# A fresh broker and no service: plain subscribers (fleet-sim --subscribe, QoS 1)
+# take the heartbeats and, in the second run, the telemetry, which a second
+# publisher sends at the same rate as in 2b. The ceiling is the heartbeats the
+# subscriber received over the heartbeat publisher's duration_s, the same measure
+# as the service's heartbeats/s above.
+subscriber_start() {  # FILTER OUT: sets SUB_PID
+  "$FLEET_SIM" --subscribe "$1" --qos 1 --port "$BROKER_PORT" --duration $((RUN_SECONDS + 60)) >"$2" 2>"$2.err" &
+  SUB_PID=$!
+  PIDS+=("$SUB_PID")
+  for _ in $(seq 50); do grep -q "elapsed=" "$2" 2>/dev/null && break; sleep 0.1; done
+}
+received_of() { tail -n 1 "$1" | sed -n 's/.* received=\([0-9]*\).*/\1/p'; }
+hb_ceiling_run() {  # NAME WITH_TELEMETRY(0/1): sets HB_CEIL
+  local name="$1" with="$2" hb_sub tel_sub="" tel_pub="" acked got seconds out="$TMP/hbceil-$1"
+  start_broker "hbceil-$name" || { HB_CEIL=0; return; }
+  subscriber_start "maestra/devices/+/heartbeat" "$out.sub"
+  hb_sub=$SUB_PID
+  if ((with)); then
+    subscriber_start "maestra/devices/+/telemetry/metrics" "$out.tsub"
+    tel_sub=$SUB_PID
+    "$FLEET_SIM" --port "$BROKER_PORT" --devices "$DEVICES" --qos 1 --rate "$SUSTAINED_RATE" \
+      --telemetry-metrics "$METRICS" --duration $((RUN_SECONDS + 4)) --connect-rate 10000 --on-exit disconnect \
+      --quiet --ids-file "$TMP/ids.txt" --register none --client-id-prefix t- >"$out.tpub" 2>"$out.tpub.err" &
+    tel_pub=$!
+    PIDS+=("$tel_pub")
+    sleep 2
+  fi
+  "$FLEET_SIM" --port "$BROKER_PORT" --devices "$DEVICES" --qos 1 --rate 0 --duration "$RUN_SECONDS" \
+    --connect-rate 10000 --on-exit disconnect --quiet --ids-file "$TMP/ids.txt" --register none \
+    >"$out.pub" 2>"$out.pub.err"
+  acked="$(summary_of "$out.pub" | jq -r '.acked // 0')"
+  for _ in $(seq 100); do
+    got="$(received_of "$out.sub")"
+    [[ -n "$got" && "$got" -ge "$acked" ]] && break
+    sleep 0.1
+  done
+  got="$(received_of "$out.sub")"
+  seconds="$(summary_of "$out.pub" | jq -r '.duration_s // 0')"
+  HB_CEIL="$(awk -v n="${got:-0}" -v s="$seconds" 'BEGIN {if (s > 0) printf "%.0f", n / s; else print 0}')"
+  [[ -n "$tel_pub" ]] && wait "$tel_pub"
+  stop_pid "$hb_sub" 5 TERM
+  [[ -n "$tel_sub" ]] && stop_pid "$tel_sub" 5 TERM
+  mosquitto_stop "${BROKER_PIDFILES[-1]}"
+}
+say "broker's heartbeat ceiling alone (plain subscriber, fresh broker)"
+hb_ceiling_run alone 0
+HB_CEIL_ALONE="$HB_CEIL"
+say "broker's heartbeat ceiling alone: $HB_CEIL_ALONE/s"
+say "broker's heartbeat ceiling while telemetry flows at $((SUSTAINED_RATE * METRICS)) points/s to a second plain subscriber"
+hb_ceiling_run with 1
+HB_CEIL_WITH="$HB_CEIL"
+say "broker's heartbeat ceiling while telemetry flows: $HB_CEIL_WITH/s"
+
 # --- 3. HTTP batches -----------------------------------------------------------------------------
 say "HTTP: wrk, 8 connections, POST /metrics/batch of 1,000 points, ${RUN_SECONDS}s"
 H0="$(points_http)"
@@ -282,7 +340,9 @@ printf '%-46s %14s %10s\n' "HTTP POST /metrics/batch (1,000 points)" "$HTTP_POIN
 printf 'lag until the last MQTT point is queryable after the load ends: %s ms unthrottled (a backlog), %s ms at %s points/s offered (%s stored)\n' "$MAX_LAG" "$SUSTAINED_LAG" "$((SUSTAINED_RATE * METRICS))" "$SUSTAINED_POINTS"
 printf 'service CPU during the unthrottled MQTT run: %s s; rows in metrics at the end: %s\n' "$MAX_CPU" "$ROWS"
 printf 'heartbeats/s through fleet-manager: %s alone, %s while telemetry flows (%s points/s stored meanwhile)\n' "$HB_ALONE" "$HB_WITH" "$HB_TELEMETRY_POINTS"
-printf 'targets: MQTT >= 100,000 points/s and >= 0.7 of pass-through; HTTP >= 0.3 of COPY; lag < 1,000 ms\n'
+printf "heartbeats/s the broker passes to a plain subscriber (its ceiling): %s alone, %s while the same telemetry flows\n" "$HB_CEIL_ALONE" "$HB_CEIL_WITH"
+printf 'heartbeats through fleet-manager / ceiling: %s alone, %s while telemetry flows\n' "$(ratio "$HB_ALONE" "$HB_CEIL_ALONE")" "$(ratio "$HB_WITH" "$HB_CEIL_WITH")"
+printf 'targets: MQTT >= 100,000 points/s and >= 0.7 of pass-through; HTTP >= 0.3 of COPY; lag < 1,000 ms; heartbeats while telemetry flows at the ceiling (>= 0.9 of it)\n'
 
 jq -n --arg ts "$TS" --argjson devices "$DEVICES" --argjson metrics "$METRICS" --argjson seconds "$RUN_SECONDS" \
   --argjson pass "$PASS_POINTS" --argjson mqtt "$MAX_POINTS" --argjson http "$HTTP_POINTS" \
@@ -290,7 +350,8 @@ jq -n --arg ts "$TS" --argjson devices "$DEVICES" --argjson metrics "$METRICS" -
   --argjson dropped "${MAX_DROPPED:-0}" --argjson unthrottled_rate "$UNTHROTTLED_RATE" \
   --argjson sustained_rate "$((SUSTAINED_RATE * METRICS))" --argjson sustained "$SUSTAINED_POINTS" \
   --argjson sustained_lag "$SUSTAINED_LAG" --argjson hb_alone "$HB_ALONE" --argjson hb_with "$HB_WITH" \
-  --argjson hb_telemetry "$HB_TELEMETRY_POINTS" \
+  --argjson hb_telemetry "$HB_TELEMETRY_POINTS" --argjson hb_ceil_alone "${HB_CEIL_ALONE:-0}" \
+  --argjson hb_ceil_with "${HB_CEIL_WITH:-0}" \
   --argjson wrk "${WRK:-null}" \
   '{ts:$ts, devices:$devices, metrics_per_message:$metrics, run_seconds:$seconds,
     passthrough_points_per_s:$pass, mqtt_points_per_s:$mqtt, mqtt_messages_acked:$acked, mqtt_lag_ms:$lag,
@@ -298,6 +359,7 @@ jq -n --arg ts "$TS" --argjson devices "$DEVICES" --argjson metrics "$METRICS" -
     sustained_offered_points_per_s:$sustained_rate, sustained_points_per_s:$sustained, sustained_lag_ms:$sustained_lag,
     heartbeats_per_s_alone:$hb_alone, heartbeats_per_s_with_telemetry:$hb_with,
     telemetry_points_per_s_with_heartbeats:$hb_telemetry,
+    heartbeat_ceiling_per_s_alone:$hb_ceil_alone, heartbeat_ceiling_per_s_with_telemetry:$hb_ceil_with,
     service_cpu_s:$cpu, http_points_per_s:$http, http_wrk:$wrk, copy_rows_per_s:$copy}' \
   >"$OUT_DIR/telemetry-$TS.json"
 exit "$FAILED"

@@ -184,6 +184,12 @@ MqttLink::~MqttLink() {
 }
 
 void MqttLink::start() {
+  // The telemetry connection starts once this one is up (on_connected).
+  if (telemetry_ && !telemetry_link_)
+    telemetry_link_ = std::make_unique<TelemetryLink>(
+        config_, core::telemetry_subscriptions(topics_.prefix()),
+        [this](mqtt::const_message_ptr msg) { on_message(std::move(msg)); },
+        [this] { telemetry_->dropped_queue_full(); });
   sender_ = std::thread([this] { sender_loop(); });
   registrar_ = std::thread([this] { registration_loop(); });
   connector_ = std::thread([this] { supervise(); });
@@ -457,8 +463,12 @@ void MqttLink::on_connected(bool session_present) {
     const mqtt::subscribe_options on_new(false, false, mqtt::subscribe_options::SEND_RETAINED_ON_NEW);
     const mqtt::subscribe_options always(false, false, mqtt::subscribe_options::SEND_RETAINED_ON_SUBSCRIBE);
     auto filters = topics_.subscriptions();
-    if (telemetry_)
-      for (auto& filter : core::telemetry_subscriptions(topics_.prefix())) filters.push_back(std::move(filter));
+    // Telemetry has its own connection (telemetry_link_). A session kept from a
+    // version that subscribed it here drops those subscriptions, or each
+    // message would come twice.
+    if (telemetry_link_ && session_present)
+      for (const auto& filter : core::telemetry_subscriptions(topics_.prefix())) this->client()->unsubscribe(filter);
+    if (telemetry_link_) telemetry_link_->start();
     if (commands_) filters.push_back(core::command_reply_filter(topics_.prefix()));
     pending_subscriptions_ = static_cast<int>(filters.size());
     const auto client = this->client();
@@ -483,6 +493,7 @@ void MqttLink::on_connected(bool session_present) {
 
 void MqttLink::stop() {
   if (stopping_.exchange(true)) return;
+  if (telemetry_link_) telemetry_link_->stop();
   registrations_cv_.notify_all();
   {
     std::lock_guard lock(link_mutex_);

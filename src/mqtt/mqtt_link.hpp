@@ -23,6 +23,7 @@
 #include "core/log_budget.hpp"
 #include "core/topics.hpp"
 #include "mqtt/dynamic_security.hpp"
+#include "mqtt/telemetry_link.hpp"
 #include "service/commands.hpp"
 #include "service/fleet.hpp"
 #include "service/metrics.hpp"
@@ -40,10 +41,11 @@ class MqttLink : public service::StatusPublisher, public service::CommandPublish
   void start();
   // Publishes the fleet's offline status and disconnects cleanly.
   void stop();
-  // Connected and subscribed (the broker confirmed every subscription).
-  bool connected() const { return connected_ && subscribed_; }
-  // Telemetry topics are subscribed and handed to `telemetry` once this is set
-  // (before start()).
+  // Connected and subscribed (the broker confirmed every subscription), and so
+  // is the telemetry connection if there is one.
+  bool connected() const { return connected_ && subscribed_ && (!telemetry_link_ || telemetry_link_->subscribed()); }
+  // Telemetry topics are subscribed, on a second connection of their own
+  // (TelemetryLink), and handed to `telemetry` once this is set (before start()).
   void set_telemetry(service::Telemetry* telemetry) { telemetry_ = telemetry; }
   // Secure mode: per-device broker accounts (null in open mode).
   service::DeviceAccess* device_access() { return dynamic_security_.get(); }
@@ -118,6 +120,10 @@ class MqttLink : public service::StatusPublisher, public service::CommandPublish
   service::Commands* commands_ = nullptr;
   core::Topics topics_;
   service::Telemetry* telemetry_ = nullptr;
+  // The telemetry connection (made by start() when telemetry_ is set, started by
+  // on_connected): its messages come to on_message on its own parser thread; on
+  // Paho's receive thread a telemetry message costs a queue push.
+  std::unique_ptr<TelemetryLink> telemetry_link_;
   // The Paho client: a new one for every connection after a lost one (see "A
   // note on reconnecting"); swapped under client_mutex_, used through client().
   std::shared_ptr<mqtt::async_client> client_;

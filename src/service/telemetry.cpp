@@ -3,7 +3,8 @@
 // counters. Partition maintenance is in telemetry_maintenance.cpp.
 //
 // A note on batching: the writer stores whatever is queued as soon as it is
-// idle, in one transaction. Under load, rows pile up while a batch commits and
+// idle, in one transaction (MQTT-only batches without waiting for the WAL flush,
+// and with the latest values at most once a second: see telemetry.hpp). Under load, rows pile up while a batch commits and
 // the next batch takes them all, so the batch grows with the load and the delay
 // stays about one commit (well under the 1 s bound); at low load each message
 // is stored at once. A failed write answers its HTTP jobs with the error and
@@ -234,8 +235,12 @@ void Telemetry::writer_loop() {
   while (true) {
     bool stopping = false;
     {
+      // Latest values not yet written wake the writer when they are due, even
+      // when nothing else arrives.
+      const auto wake = unwritten_latest_.empty() ? next_maintenance
+                                                  : std::min(next_maintenance, latest_written_ + options_.latest_every);
       std::unique_lock lock(queue_mutex_);
-      queue_cv_.wait_until(lock, next_maintenance, [this] { return stopping_ || queue_.rows > 0; });
+      queue_cv_.wait_until(lock, wake, [this] { return stopping_ || queue_.rows > 0; });
       stopping = stopping_;
     }
     if (std::chrono::steady_clock::now() >= next_maintenance) {
@@ -259,8 +264,9 @@ void Telemetry::flush() {
     counters_.queued_points = 0;
     stopping = stopping_;
   }
-  if (batch.rows == 0) return;
-  if (write(batch)) return;
+  if (batch.rows == 0 && !(stopping ? !unwritten_latest_.empty() : latest_due(std::chrono::steady_clock::now())))
+    return;
+  if (write(batch, stopping)) return;
   // The MQTT rows go back in front of what came meanwhile (bounded by the queue
   // limit); the HTTP jobs were answered with the error.
   std::size_t lost = 0;
@@ -293,7 +299,7 @@ void Telemetry::flush() {
   }
 }
 
-bool Telemetry::write(Pending& batch) {
+bool Telemetry::write(Pending& batch, bool final) {
   const std::size_t mqtt_chunks = batch.metrics.size();
   const std::size_t mqtt_events = batch.events.size();
   store::MetricChunks metrics = std::move(batch.metrics);
@@ -308,11 +314,30 @@ bool Telemetry::write(Pending& batch) {
   }
   const auto started = std::chrono::steady_clock::now();
   const auto latest = latest_of(metrics);
+  for (const auto& l : latest) {
+    auto [it, added] = unwritten_latest_.try_emplace({l.device, l.name}, l);
+    if (!added && it->second.time <= l.time) it->second = l;
+  }
+  // HTTP rows are answered once committed: their commit waits for the disk, and
+  // carries the latest values. MQTT-only batches write those once a second.
+  const bool durable = !batch.jobs.empty();
+  const bool with_latest = durable || final || latest_due(started);
+  std::vector<store::LatestValue> latest_rows;
+  if (with_latest) {
+    latest_rows.reserve(unwritten_latest_.size());
+    for (const auto& [key, value] : unwritten_latest_)
+      if (registered_(value.device)) latest_rows.push_back(value);  // a device deleted meanwhile: not kept
+  }
   Result<Done> written = ensure_partitions(metrics, events);
-  if (written) written = store_.write(metrics, events, latest);
+  if (written) written = store_.write(metrics, events, latest_rows, durable);
+  if (written && with_latest) {
+    unwritten_latest_.clear();
+    latest_written_ = started;
+  }
   if (written) {
     const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
-    counters_.observe_flush(static_cast<std::uint64_t>(micros.count()), points + events.size());
+    if (points + events.size() > 0)  // (not a write of the latest values alone)
+      counters_.observe_flush(static_cast<std::uint64_t>(micros.count()), points + events.size());
     counters_.points_accepted[mqtt] += mqtt_points;
     counters_.points_accepted[http] += points - mqtt_points;
     counters_.events_accepted[mqtt] += mqtt_events;

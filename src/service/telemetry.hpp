@@ -5,11 +5,16 @@
 // commit (group commit); MQTT messages are queued and never waited for. It
 // shares no lock and no connection with the heartbeat path.
 //
-// A note on what a crash can lose: an answered HTTP point is committed. MQTT
-// points wait in memory until the next batch commits (normally well under a
-// second; longer while the database is down, up to max_queued_points, past
-// which new messages are dropped and counted), so a crash loses what was
-// queued and not yet committed.
+// A note on what a crash can lose: an answered HTTP point is committed, and so
+// is its latest value. MQTT points wait in memory until the next batch commits
+// (normally well under a second; longer while the database is down, up to
+// max_queued_points, past which new messages are dropped and counted), so a
+// crash loses what was queued and not yet committed. A batch of MQTT points
+// only commits without waiting for the WAL flush (a crash of Postgres or the
+// machine, not of the service, can lose its last ~0.6 s), and writes the latest
+// values to metrics_latest at most once every latest_every (1 s): after a crash
+// the latest values read at start-up can be up to that much older than the
+// stored points (memory holds the newest all along; a clean stop writes them).
 #pragma once
 #include <array>
 #include <atomic>
@@ -68,6 +73,9 @@ struct TelemetryOptions {
   // answered 503.
   std::chrono::milliseconds commit_wait{10000};
   std::chrono::milliseconds maintenance_every{3600 * 1000};
+  // How often MQTT batches also write the latest values to metrics_latest (a
+  // batch holding an HTTP request's points always does).
+  std::chrono::milliseconds latest_every{1000};
 };
 
 class Telemetry {
@@ -96,6 +104,8 @@ class Telemetry {
   void offer_metrics(const core::DeviceId& device, std::vector<core::MetricPoint> points);
   void offer_event(const core::DeviceId& device, core::EventRecord event);
   void rejected(Transport transport) { ++counters_.rejected[static_cast<std::size_t>(transport)]; }
+  // An MQTT message dropped before it was parsed: too many waiting for the parser.
+  void dropped_queue_full() { ++counters_.queue_full_dropped; }
 
   // The latest value of each metric of a device, by name.
   std::vector<store::LatestValue> latest(const core::DeviceId& device) const;
@@ -134,8 +144,13 @@ class Telemetry {
                                             std::vector<core::EventRecord> events);
   bool enqueue_mqtt(std::vector<core::MetricPoint> metrics, std::vector<core::EventRecord> events);
   void writer_loop();
-  // Stores `batch` in one transaction; true when it committed.
-  bool write(Pending& batch);
+  // Stores `batch` in one transaction; true when it committed. `final`: the last
+  // batch before stopping (writes the latest values whatever their cadence).
+  bool write(Pending& batch, bool final);
+  // The latest values not yet in metrics_latest are due (writer thread only).
+  bool latest_due(std::chrono::steady_clock::time_point now) const {
+    return !unwritten_latest_.empty() && now - latest_written_ >= options_.latest_every;
+  }
   // Creates the partitions of the days these rows fall in that are not known yet.
   core::Result<core::Done> ensure_partitions(const store::MetricChunks& metrics,
                                              const std::vector<core::EventRecord>& events);
@@ -155,6 +170,10 @@ class Telemetry {
 
   // Writer thread only (and load/maintain/flush before start or after stop).
   std::map<store::TelemetryTable, std::set<core::TimePoint>> partitions_;
+  // Latest values stored in metrics but not yet in metrics_latest, by device and
+  // name, and when metrics_latest was last written.
+  std::map<std::pair<core::DeviceId, std::string>, store::LatestValue> unwritten_latest_;
+  std::chrono::steady_clock::time_point latest_written_{};
   core::LogBudget error_log_{5, std::chrono::seconds{60}};
 
   mutable std::shared_mutex latest_mutex_;

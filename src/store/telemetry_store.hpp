@@ -55,10 +55,13 @@ class TelemetryStore {
 
   // One transaction: the points, the events, and the latest values (at most one
   // per device and name; an older time never replaces a newer stored one). The
-  // partitions of every day they fall in must exist.
+  // partitions of every day they fall in must exist. `durable`: the commit
+  // returns once it is on disk (an HTTP request waits for it); otherwise it may
+  // return before (Postgres' synchronous_commit off for this transaction: a crash
+  // of Postgres or of the machine, not of the service, can lose the last ~0.6 s).
   virtual core::Result<core::Done> write(const MetricChunks& metrics,
                                          const std::vector<core::EventRecord>& events,
-                                         const std::vector<LatestValue>& latest) = 0;
+                                         const std::vector<LatestValue>& latest, bool durable) = 0;
   virtual core::Result<std::vector<LatestValue>> load_latest() = 0;
   // Removes the latest values of devices that were deleted; returns how many devices.
   virtual core::Result<std::size_t> purge_deleted_latest() = 0;

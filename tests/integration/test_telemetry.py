@@ -413,3 +413,38 @@ def test_a_clean_shutdown_loses_no_mqtt_telemetry(fleet, mqtt):
     wait_until(lambda: distinct() == 5 * messages, timeout=30,
                message=lambda: f"{distinct()} of {5 * messages} points stored")
     assert count() - 5 * messages <= 5 * 1000, "more redelivered than one in-flight window"
+
+
+def test_text_times_and_values_are_stored_exactly(fleet, mqtt):
+    """Test whether units and tags with backslashes, quotes, tabs, newlines and non-ASCII text, times to the millisecond and extreme values are stored and read back unchanged (over HTTP and over MQTT: one writer, one COPY format)."""
+    svc = fleet()
+    device_id = register_http(svc)["id"]
+    when = datetime.now(timezone.utc).replace(microsecond=123000) - timedelta(seconds=20)
+    tags = {"path": "C:\\tmp\\new", "quote": "say \"hi\"", "tab": "a\tb", "line": "x\ny\r", "text": "µg/m³ é"}
+    unit = "µg/m³ \\ \"q\""
+    r = svc.post("/metrics", json={"device_id": device_id, "metric_name": "dust", "metric_value": -1.5e-300,
+                                   "unit": unit, "tags": tags, "time": iso(when)})
+    assert r.status_code == 200, r.text
+    device = mqtt()
+    later = when + timedelta(milliseconds=7)
+    device.publish(metrics_topic(device_id), {"time": iso(later), "unit": {"big": unit}, "tags": tags,
+                                              "values": {"big": 1.7976931348623157e308}}, qos=1)
+    wait_until(lambda: len(stored_metrics(svc, device_id)) == 2, timeout=10, message="MQTT point not stored")
+    points = svc.get(f"/devices/{device_id}/metrics").json()["points"]
+    got = sorted((p["name"], p["value"], p["unit"], p["tags"], p["time"]) for p in points)
+    assert got == [("big", 1.7976931348623157e308, unit, tags, iso(later)),
+                   ("dust", -1.5e-300, unit, tags, iso(when))]
+
+
+def test_mqtt_latest_values_survive_a_clean_stop(fleet, mqtt):
+    """Test whether the latest values of MQTT telemetry (written to metrics_latest at most once a second) are all written when the service stops cleanly, so they are served after a restart."""
+    svc = fleet()
+    device_id = register_http(svc)["id"]
+    device = mqtt()
+    for i in range(3):
+        device.publish(metrics_topic(device_id), {"temperature": 20 + i, f"m{i}": i}, qos=1)
+    wait_until(lambda: len(stored_metrics(svc, device_id)) == 6, timeout=10, message="MQTT telemetry was not stored")
+    before = svc.get(f"/devices/{device_id}/metrics/latest").json()
+    assert before["metrics"]["temperature"]["value"] == 22 and set(before["metrics"]) == {"temperature", "m0", "m1", "m2"}
+    restart_ready(svc, mqtt)  # at once: well within the second before the writer would store them anyway
+    assert svc.get(f"/devices/{device_id}/metrics/latest").json() == before

@@ -61,7 +61,7 @@ def test_mqtt_device_can_publish_only_its_own_telemetry(stack):
         client.client.publish(f"maestra/devices/{b['id']}/telemetry/metrics", b'{"forged":1}', qos=1).wait_for_publish(5)
         client.client.publish(f"maestra/devices/{a['id']}/telemetry/metrics", b'{"own":2}', qos=1).wait_for_publish(5)
         wait_until(lambda: stored(service, a["id"]) == [("own", 2.0)], timeout=10,
-                   message="the device's own telemetry was not stored")
+                   message=lambda: "the device's own telemetry was not stored\n" + service.log_tail(40))
         assert stored(service, b["id"]) == []
     finally:
         client.close()
