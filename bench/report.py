@@ -417,6 +417,13 @@ def build_rows(raw):
         hb_with, hb_alone = num(raw, "telemetry.heartbeats_per_s_with_telemetry"), num(raw, "telemetry.heartbeats_per_s_alone")
         row("  MQTT heartbeats/s while telemetry flows", hb_with, "/s", "heartbeats alone", hb_alone,
             ratio_of(hb_with, hb_alone), "(info)", None)
+        ceiling = num(raw, "telemetry.heartbeat_ceiling_per_s_with_telemetry")
+        if ceiling is not None:
+            # The broker's own heartbeat pass-through to a plain subscriber while the same telemetry flows
+            # (same run, fresh broker): the ceiling the service's heartbeats are held to.
+            r = ratio_of(hb_with, ceiling)
+            row("  MQTT heartbeats/s while telemetry flows, against the broker's ceiling then", hb_with, "/s",
+                "broker ceiling with telemetry", ceiling, r, ">= 0.8 (info)", None)
     # 10: commands to devices
     if "commands.round_trip.p50_ms" in raw:
         rate = raw.get("commands.round_trip.offered_per_s")

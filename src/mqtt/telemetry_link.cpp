@@ -53,15 +53,7 @@ TelemetryLink::TelemetryLink(const core::Config& config, std::vector<std::string
     : config_(config), filters_(std::move(filters)), handler_(std::move(handler)),
       client_id_(config.mqtt_client_id + "-telemetry"), listener_(std::make_unique<SubscribeListener>(*this)),
       on_dropped_(std::move(on_dropped)) {
-  // Paho C records, by default, a trace entry for every function it enters at
-  // its "minimum" level and formats one (vsnprintf) for every packet at its
-  // "protocol" level, into an in-memory ring nobody reads here (no trace
-  // callback, no MQTT_C_CLIENT_TRACE), each under a global mutex: in a profile
-  // of the receive thread at ~20,000 messages/s, about 7 % of its samples were
-  // that formatting and its locking (mutex 16 -> 13 %, vfprintf & co. gone). From
-  // "error" up only. Process-wide (both connections); what the service does with
-  // messages is unchanged. MQTT_C_CLIENT_TRACE_LEVEL, when set, still wins.
-  if (std::getenv("MQTT_C_CLIENT_TRACE_LEVEL") == nullptr) MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_ERROR);
+  // Paho C's trace level is set once for the process by MqttLink (the main link).
   client_ = std::make_unique<mqtt::async_client>(config_.mqtt_url, client_id_, mqtt::create_options(MQTTVERSION_5));
   client_->set_message_callback([this](mqtt::const_message_ptr msg) {
     // On Paho's receive thread (shared with the main connection): a push, no more.
