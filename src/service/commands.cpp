@@ -55,6 +55,9 @@ std::string CommandMetrics::render_prometheus() const {
            replies_ignored[i].load());
   family(out, "maestra_command_store_errors_total", "counter", "Command operations the database did not take.");
   sample(out, "maestra_command_store_errors_total", "", store_errors.load());
+  family(out, "maestra_commands_open_cached", "gauge",
+         "Commands that are not terminal, as cached by this process (device and state of each).");
+  out += "maestra_commands_open_cached " + std::to_string(open_cached.load()) + "\n";
   return out;
 }
 
@@ -328,6 +331,21 @@ void Commands::device_gone(const DeviceId& device) {
   Job job{Job::Kind::device_gone};
   job.device = device;
   post(std::move(job));
+}
+
+void Commands::device_removed(const DeviceId& device) {
+  {
+    std::lock_guard lock(known_mutex_);
+    for (auto it = known_.begin(); it != known_.end();) {
+      if (it->second.first == device) {
+        it = known_.erase(it);
+        --metrics_.open_cached;
+      } else {
+        ++it;
+      }
+    }
+  }
+  device_gone(device);
 }
 
 void Commands::broker_connected() {
@@ -644,7 +662,7 @@ void Commands::changed_all(std::span<const Command> commands) {
     std::lock_guard lock(known_mutex_);
     for (const Command& command : commands) {
     if (core::is_terminal(command.state)) {
-      known_.erase(command.id);
+      if (known_.erase(command.id)) --metrics_.open_cached;
       if (ended_.insert(command.id).second) {
         ended_order_.push_back(command.id);
         if (ended_order_.size() > ended_remembered) {
@@ -654,6 +672,7 @@ void Commands::changed_all(std::span<const Command> commands) {
       }
     } else if (!ended_.count(command.id)) {
       auto [it, added] = known_.try_emplace(command.id, command.device_id, command.state);
+      if (added) ++metrics_.open_cached;
       if (!added && not_behind(it->second.second, command.state)) it->second.second = command.state;
     }
     }

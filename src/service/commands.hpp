@@ -66,6 +66,7 @@ struct CommandMetrics {
   std::array<std::atomic<std::uint64_t>, ignored_reply_names.size()> replies_ignored{};
   std::atomic<std::uint64_t> replies_applied{0};
   std::atomic<std::uint64_t> store_errors{0};
+  std::atomic<std::int64_t> open_cached{0};  // commands in the cache of open commands
   std::string render_prometheus() const;
 };
 
@@ -118,6 +119,9 @@ class Commands {
   // --- the fleet and the MQTT adapter (never block) ---
   void device_back(const DeviceId& device);
   void device_gone(const DeviceId& device);
+  // The device was deleted (its commands with it, ON DELETE CASCADE): its open
+  // commands leave the cache of open commands, and its worker forgets it.
+  void device_removed(const DeviceId& device);
   void broker_connected();
   // The broker link dropped: nothing is published until it is back, when the
   // outbox sends every undelivered command in order (a publish queued while
