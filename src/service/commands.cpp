@@ -55,6 +55,11 @@ std::string CommandMetrics::render_prometheus() const {
            replies_ignored[i].load());
   family(out, "maestra_command_store_errors_total", "counter", "Command operations the database did not take.");
   sample(out, "maestra_command_store_errors_total", "", store_errors.load());
+  family(out, "maestra_command_batches_total", "counter",
+         "Statements that stored a worker cycle's broker acks and device replies together.");
+  sample(out, "maestra_command_batches_total", "", batches.load());
+  family(out, "maestra_command_batch_moves_total", "counter", "State changes those statements carried.");
+  sample(out, "maestra_command_batch_moves_total", "", batch_moves.load());
   family(out, "maestra_commands_open_cached", "gauge",
          "Commands that are not terminal, as cached by this process (device and state of each).");
   out += "maestra_commands_open_cached " + std::to_string(open_cached.load()) + "\n";
@@ -480,6 +485,8 @@ void Commands::gather(Shard& shard, std::size_t index, Gathered& g, Job& job) {
 
 void Commands::flush(Shard& shard, std::size_t index, Gathered& g) {
   if (g.jobs.empty()) return;
+  ++metrics_.batches;
+  metrics_.batch_moves += g.moves.size();
   auto moved = store_.transition_many(g.moves, clock_());
   if (!moved) {
     log_store_error("command_batch", moved.error());

@@ -67,6 +67,8 @@ struct CommandMetrics {
   std::atomic<std::uint64_t> replies_applied{0};
   std::atomic<std::uint64_t> store_errors{0};
   std::atomic<std::int64_t> open_cached{0};  // commands in the cache of open commands
+  std::atomic<std::uint64_t> batches{0};       // statements of gathered acks and replies
+  std::atomic<std::uint64_t> batch_moves{0};   // the moves they carried
   std::string render_prometheus() const;
 };
 
