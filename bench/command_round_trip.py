@@ -9,7 +9,11 @@ on throwaway Postgres and Mosquitto instances started here. Prints one JSON line
   the caller): p50, p99, max.
 - throughput: --rounds fan-outs (POST /commands to every device of the fleet,
   --parallel at a time); commands/s = commands completed (succeeded) / the
-  time from the first POST to the last command's succeeded.
+  time from the first POST to the last command's succeeded. Also, over that
+  phase: CPU ms per command of the service, Postgres (every backend),
+  Mosquitto and fleet-sim (from /proc: on a shared machine, commands/s follows
+  the CPU the others leave; the cost per command does not), and the moves per
+  statement of the service's batched acks and replies (its /metrics).
 
     /usr/bin/python3 bench/command_round_trip.py [--devices 1000] [--rate 100] [--seconds 10] [--rounds 10]
 """
@@ -97,9 +101,38 @@ def stored_breakdown(database_url):
             "sent_to_succeeded_p99": values[3]}
 
 
-def throughput(url, database_url, devices, rounds, parallel):
+def cpu_ticks(pids):
+    """utime + stime of these processes and their children, in clock ticks (/proc)."""
+    total = 0
+    seen = set()
+    todo = [p for p in pids if p]
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            todo += [int(c) for t in Path(f"/proc/{pid}/task").iterdir()
+                     for c in (t / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def metric(url, name):
+    for line in session().get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def throughput(url, database_url, devices, rounds, parallel, processes):
     before = int(psql_value(database_url, "SELECT count(*) FROM commands WHERE state = 'succeeded'"))
     errors = []
+    cpu_before = {name: cpu_ticks(pids) for name, pids in processes.items()}
+    batches_before = (metric(url, "maestra_command_batches_total"), metric(url, "maestra_command_batch_moves_total"))
 
     def fan_out(_):
         r = session().post(f"{url}/commands", json={"name": "bench.fan_out", "device_type": DEVICE_TYPE}, timeout=120)
@@ -116,9 +149,22 @@ def throughput(url, database_url, devices, rounds, parallel):
     last = float(psql_value(database_url, "SELECT extract(epoch from max(updated_at)) FROM commands"
                                           " WHERE name = 'bench.fan_out'"))
     done = rounds * devices
+    hz = os.sysconf("SC_CLK_TCK")
+    cpu_ms = {name: round((cpu_ticks(pids) - cpu_before[name]) / hz * 1000 / done, 3)
+              for name, pids in processes.items()}
+    batches = metric(url, "maestra_command_batches_total") - batches_before[0]
+    moves = metric(url, "maestra_command_batch_moves_total") - batches_before[1]
     return {"commands": done, "rounds": rounds, "parallel": parallel, "errors": len(errors),
             "post_s": round(posted - began, 2), "seconds": round(last - began, 2),
-            "per_s": round(done / (last - began), 1)}
+            "per_s": round(done / (last - began), 1), "cpu_ms_per_command": cpu_ms,
+            "moves_per_statement": round(moves / batches, 1) if batches else None}
+
+
+def postmaster(postgres):
+    try:
+        return int((postgres.data / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def main():
@@ -152,7 +198,10 @@ def main():
         result = {"devices": args.devices,
                   "round_trip": round_trip(service.url, ids, args.rate, args.seconds),
                   "round_trip_stored_ms": stored_breakdown(service.database_url),
-                  "throughput": throughput(service.url, service.database_url, args.devices, args.rounds, args.parallel)}
+                  "throughput": throughput(service.url, service.database_url, args.devices, args.rounds, args.parallel,
+                                           {"service": [service.pid], "postgres": [postmaster(postgres)],
+                                            "mosquitto": [broker.proc.pid if broker.proc else None],
+                                            "fleet_sim": [sim.pid]})}
         print(json.dumps(result))
     finally:
         if sim:

@@ -195,6 +195,17 @@ ReplyVerdict judge_reply(CommandState current, CommandState reported) {
   return can_transition(current, reported) ? ReplyVerdict::apply : ReplyVerdict::backwards;
 }
 
+bool not_behind(CommandState seen, CommandState next) { return seen == next || can_transition(seen, next); }
+
+std::optional<CommandState> reply_move_from(const std::optional<CachedCommand>& cached, const DeviceId& device,
+                                            CommandState reported) {
+  if (!cached || cached->device != device) return std::nullopt;
+  if (judge_reply(cached->state, reported) != ReplyVerdict::apply) return std::nullopt;
+  return cached->state;
+}
+
+bool ack_may_move(const std::optional<CachedCommand>& cached) { return !cached || cached->state == CommandState::queued; }
+
 std::string_view to_string(ReplyVerdict v) {
   switch (v) {
     case ReplyVerdict::apply: return "applied";

@@ -87,6 +87,25 @@ enum class ReplyVerdict { apply, duplicate, terminal, backwards };
 ReplyVerdict judge_reply(CommandState current, CommandState reported);
 std::string_view to_string(ReplyVerdict v);
 
+// A note on the command owner's cache of open commands (service/commands): it
+// holds the device and the last stored state of each command that is not
+// terminal, never ahead of the store. These decide on it without a read; the
+// store's guarded transition stays the arbiter.
+// `next` is the same state as `seen` or a step after it (a report that is not behind).
+bool not_behind(CommandState seen, CommandState next);
+struct CachedCommand {
+  DeviceId device;
+  CommandState state;
+};
+// A device's reply decided on the cache: the state to move from, or nullopt
+// when the cache cannot decide (unknown command, another device's, or not a
+// step forward): the stored command decides then, and says why it is ignored.
+std::optional<CommandState> reply_move_from(const std::optional<CachedCommand>& cached, const DeviceId& device,
+                                            CommandState reported);
+// Whether a broker ack (queued -> sent) may still move the command: not when
+// the cache already knows it past queued.
+bool ack_may_move(const std::optional<CachedCommand>& cached);
+
 // The command as stored.
 struct Command {
   CommandId id;

@@ -523,6 +523,7 @@ void HttpApi::delete_device(const httplib::Request& req, httplib::Response& res,
   if (!id) return;
   auto removed = fleet_.remove(*id);
   if (!removed) return send_error(res, removed.error());
+  if (commands_) commands_->device_removed(*id);  // its open commands leave the command owner's cache
   res.status = 204;
 }
 

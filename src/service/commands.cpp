@@ -25,8 +25,7 @@ constexpr auto retry_delay = std::chrono::milliseconds(500);
 constexpr int max_attempts = 120;
 constexpr std::size_t ended_remembered = 65536;
 
-// `next` is the same state as `seen` or one after it.
-bool not_behind(CommandState seen, CommandState next) { return seen == next || core::can_transition(seen, next); }
+using core::not_behind;
 
 void sample(std::string& out, const char* name, const std::string& labels, std::uint64_t value) {
   out += name;
@@ -56,6 +55,14 @@ std::string CommandMetrics::render_prometheus() const {
            replies_ignored[i].load());
   family(out, "maestra_command_store_errors_total", "counter", "Command operations the database did not take.");
   sample(out, "maestra_command_store_errors_total", "", store_errors.load());
+  family(out, "maestra_command_batches_total", "counter",
+         "Statements that stored a worker cycle's broker acks and device replies together.");
+  sample(out, "maestra_command_batches_total", "", batches.load());
+  family(out, "maestra_command_batch_moves_total", "counter", "State changes those statements carried.");
+  sample(out, "maestra_command_batch_moves_total", "", batch_moves.load());
+  family(out, "maestra_commands_open_cached", "gauge",
+         "Commands that are not terminal, as cached by this process (device and state of each).");
+  out += "maestra_commands_open_cached " + std::to_string(open_cached.load()) + "\n";
   return out;
 }
 
@@ -151,6 +158,33 @@ Result<std::vector<store::CreatedCommand>> Commands::fan_out(const core::FanOut&
   }
   std::vector<store::CreatedCommand> out;
   out.reserve(devices.size());
+  if (!idempotency_key) {
+    // One statement and one commit for the whole fan-out. Every stripe of the
+    // creation locks is held (in order) from the store to the send jobs, so
+    // each device's jobs still reach its worker in creation order.
+    std::array<std::unique_lock<std::mutex>, std::tuple_size_v<decltype(create_locks_)>> locks;
+    for (std::size_t i = 0; i < locks.size(); ++i) locks[i] = std::unique_lock(create_locks_[i]);
+    auto created = store_.create_many(devices, f.request, clock_());
+    if (!created) return created.error();
+    metrics_.created += created->size();
+    metrics_.transitions[static_cast<std::size_t>(CommandState::queued)] += created->size();
+    changed_all(created.value());
+    const auto cancels = cancels_.load();
+    std::vector<Job> jobs;
+    jobs.reserve(created->size());
+    for (auto& c : created.value()) {
+      Job job{Job::Kind::send};
+      job.device = c.device_id;
+      job.command = c.id;
+      job.seq = c.seq;
+      job.snapshot = c;
+      job.cancels = cancels;
+      jobs.push_back(std::move(job));
+      out.push_back(store::CreatedCommand{std::move(c), false, {}});
+    }
+    post_all(std::move(jobs));
+    return out;
+  }
   for (const auto& id : devices) {
     auto created = create(id, f.request, idempotency_key);
     if (!created) {
@@ -304,6 +338,21 @@ void Commands::device_gone(const DeviceId& device) {
   post(std::move(job));
 }
 
+void Commands::device_removed(const DeviceId& device) {
+  {
+    std::lock_guard lock(known_mutex_);
+    for (auto it = known_.begin(); it != known_.end();) {
+      if (it->second.first == device) {
+        it = known_.erase(it);
+        --metrics_.open_cached;
+      } else {
+        ++it;
+      }
+    }
+  }
+  device_gone(device);
+}
+
 void Commands::broker_connected() {
   for (std::size_t i = 0; i < shard_count; ++i) post_to(i, Job{Job::Kind::broker_connected});
 }
@@ -337,6 +386,24 @@ void Commands::post_to(std::size_t index, Job job) {
   shard.cv.notify_one();
 }
 
+void Commands::post_all(std::vector<Job> jobs) {
+  std::array<std::vector<Job>, shard_count> by_shard;
+  for (auto& job : jobs) {
+    const std::size_t shard = job.kind == Job::Kind::acked ? shard_of(job.command) : shard_of(job.device);
+    by_shard[shard].push_back(std::move(job));
+  }
+  for (std::size_t i = 0; i < shard_count; ++i) {
+    if (by_shard[i].empty()) continue;
+    Shard& shard = shards_[i];
+    {
+      std::lock_guard lock(shard.mutex);
+      if (stopping_) return;
+      for (auto& job : by_shard[i]) shard.jobs.push_back(std::move(job));
+    }
+    shard.cv.notify_one();
+  }
+}
+
 void Commands::worker_loop(std::size_t index) {
   Shard& shard = shards_[index];
   std::deque<Job> batch;
@@ -354,13 +421,25 @@ void Commands::worker_loop(std::size_t index) {
       shard.retries.pop_front();
     }
     batch.insert(batch.begin(), std::make_move_iterator(retried.begin()), std::make_move_iterator(retried.end()));
+    // Acks and replies are gathered and stored in one statement per run of
+    // them; any other job first stores what was gathered before it.
+    Gathered gathered;
     for (auto& job : batch) {
       try {
-        if (!run_job(shard, index, job) && ++job.attempts < max_attempts)
-          shard.retries.emplace_back(clock_() + retry_delay, std::move(job));
+        if (job.kind == Job::Kind::acked || job.kind == Job::Kind::reply) {
+          gather(shard, index, gathered, job);
+          continue;
+        }
+        flush(shard, index, gathered);
+        run_one(shard, index, job);
       } catch (const std::exception& e) {
         log_error("command_job_failed", {{"error", e.what()}});
       }
+    }
+    try {
+      flush(shard, index, gathered);
+    } catch (const std::exception& e) {
+      log_error("command_job_failed", {{"error", e.what()}});
     }
     batch.clear();
     if (index != 0) continue;
@@ -374,6 +453,66 @@ void Commands::worker_loop(std::size_t index) {
       }
     }
   }
+}
+
+void Commands::run_one(Shard& shard, std::size_t index, Job& job) {
+  if (!run_job(shard, index, job) && ++job.attempts < max_attempts)
+    shard.retries.emplace_back(clock_() + retry_delay, std::move(job));
+}
+
+void Commands::gather(Shard& shard, std::size_t index, Gathered& g, Job& job) {
+  if (g.ids.count(job.command)) flush(shard, index, g);  // one move per command and statement
+  const auto known_now = known(job.command);
+  const auto cached = known_now ? std::optional<core::CachedCommand>(core::CachedCommand{known_now->device_id, known_now->state})
+                                : std::nullopt;
+  if (job.kind == Job::Kind::acked) {
+    if (!core::ack_may_move(cached)) return;
+    g.moves.push_back(store::CommandMove{job.command, CommandState::queued, CommandState::sent, nullptr, std::nullopt});
+  } else {
+    const auto from = core::reply_move_from(cached, job.device, job.reply.state);
+    if (!from) {
+      // Not decided here (unknown to the cache, another device's, or not a
+      // step forward): reply() reads the store and counts what it ignores.
+      flush(shard, index, g);  // this device's earlier replies first
+      run_one(shard, index, job);
+      return;
+    }
+    g.moves.push_back(store::CommandMove{job.command, *from, job.reply.state, job.reply.result, job.reply.error});
+  }
+  g.ids.insert(job.command);
+  g.jobs.push_back(std::move(job));
+}
+
+void Commands::flush(Shard& shard, std::size_t index, Gathered& g) {
+  if (g.jobs.empty()) return;
+  ++metrics_.batches;
+  metrics_.batch_moves += g.moves.size();
+  auto moved = store_.transition_many(g.moves, clock_());
+  if (!moved) {
+    log_store_error("command_batch", moved.error());
+    if (moved.error().kind == ErrorKind::unavailable)
+      for (auto& job : g.jobs)
+        if (++job.attempts < max_attempts) shard.retries.emplace_back(clock_() + retry_delay, std::move(job));
+    g.clear();
+    return;
+  }
+  std::unordered_set<core::CommandId, core::DeviceIdHash> done;
+  done.reserve(moved->size());
+  for (const auto& c : moved.value()) {
+    ++metrics_.transitions[static_cast<std::size_t>(c.state)];
+    done.insert(c.id);
+  }
+  changed_all(moved.value());
+  std::vector<Job> again;
+  for (auto& job : g.jobs) {
+    if (job.kind != Job::Kind::reply) continue;  // an ack that moved nothing: the command was past queued
+    if (done.count(job.command))
+      ++metrics_.replies_applied;
+    else
+      again.push_back(std::move(job));
+  }
+  g.clear();
+  for (auto& job : again) run_one(shard, index, job);  // moved on meanwhile: decided on the stored state
 }
 
 bool Commands::run_job(Shard& shard, std::size_t index, Job& job) {
@@ -492,12 +631,17 @@ void Commands::sweep() {
   const auto now = clock_();
   auto due = store_.due(now, sweep_batch);
   if (!due) return log_store_error("command_sweep", due.error());
-  for (const auto& c : due.value()) {
-    const auto decided = core::sweep_decision(c, now);
-    if (!decided) continue;
-    auto moved = move(c, *decided);
-    if (!moved) return log_store_error("command_sweep", moved.error());
-  }
+  // Every expiry and result timeout found stored in one statement (an expiry
+  // storm of 1,000 commands was 1,000 transactions).
+  std::vector<store::CommandMove> moves;
+  for (const auto& c : due.value())
+    if (const auto decided = core::sweep_decision(c, now))
+      moves.push_back(store::CommandMove{c.id, c.state, *decided, nullptr, std::nullopt});
+  if (moves.empty()) return;
+  auto moved = store_.transition_many(moves, now);
+  if (!moved) return log_store_error("command_sweep", moved.error());
+  for (const auto& c : moved.value()) ++metrics_.transitions[static_cast<std::size_t>(c.state)];
+  changed_all(moved.value());
 }
 
 Result<std::optional<Command>> Commands::move(const Command& command, CommandState to, const core::Json& result,
@@ -525,11 +669,12 @@ std::optional<Command> Commands::known(const core::CommandId& id) {
   return c;
 }
 
-void Commands::changed(const Command& command) {
+void Commands::changed_all(std::span<const Command> commands) {
   {
     std::lock_guard lock(known_mutex_);
+    for (const Command& command : commands) {
     if (core::is_terminal(command.state)) {
-      known_.erase(command.id);
+      if (known_.erase(command.id)) --metrics_.open_cached;
       if (ended_.insert(command.id).second) {
         ended_order_.push_back(command.id);
         if (ended_order_.size() > ended_remembered) {
@@ -539,20 +684,26 @@ void Commands::changed(const Command& command) {
       }
     } else if (!ended_.count(command.id)) {
       auto [it, added] = known_.try_emplace(command.id, command.device_id, command.state);
+      if (added) ++metrics_.open_cached;
       if (!added && not_behind(it->second.second, command.state)) it->second.second = command.state;
     }
+    }
   }
-  if (publisher_) publisher_->publish_command_state(command);
+  if (publisher_)
+    for (const Command& command : commands) publisher_->publish_command_state(command);
   bool wake = false;
   {
     std::lock_guard lock(watch_mutex_);
-    if (auto it = watched_.find(command.id); it != watched_.end()) {
-      if (not_behind(it->second.second.state, command.state)) it->second.second = command;
-      wake = true;
-    }
-    if (auto it = polled_.find(command.device_id); it != polled_.end()) {
-      ++it->second.second;
-      wake = true;
+    if (watched_.empty() && polled_.empty()) return;
+    for (const Command& command : commands) {
+      if (auto it = watched_.find(command.id); it != watched_.end()) {
+        if (not_behind(it->second.second.state, command.state)) it->second.second = command;
+        wake = true;
+      }
+      if (auto it = polled_.find(command.device_id); it != polled_.end()) {
+        ++it->second.second;
+        wake = true;
+      }
     }
   }
   if (wake) watch_cv_.notify_all();

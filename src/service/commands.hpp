@@ -31,6 +31,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -65,6 +66,9 @@ struct CommandMetrics {
   std::array<std::atomic<std::uint64_t>, ignored_reply_names.size()> replies_ignored{};
   std::atomic<std::uint64_t> replies_applied{0};
   std::atomic<std::uint64_t> store_errors{0};
+  std::atomic<std::int64_t> open_cached{0};  // commands in the cache of open commands
+  std::atomic<std::uint64_t> batches{0};       // statements of gathered acks and replies
+  std::atomic<std::uint64_t> batch_moves{0};   // the moves they carried
   std::string render_prometheus() const;
 };
 
@@ -117,6 +121,9 @@ class Commands {
   // --- the fleet and the MQTT adapter (never block) ---
   void device_back(const DeviceId& device);
   void device_gone(const DeviceId& device);
+  // The device was deleted (its commands with it, ON DELETE CASCADE): its open
+  // commands leave the cache of open commands, and its worker forgets it.
+  void device_removed(const DeviceId& device);
   void broker_connected();
   // The broker link dropped: nothing is published until it is back, when the
   // outbox sends every undelivered command in order (a publish queued while
@@ -147,13 +154,35 @@ class Commands {
     bool link_up = false;  // the broker link, as the MQTT adapter last said
     std::deque<std::pair<core::TimePoint, Job>> retries;  // acks and replies the database did not take
   };
+  // Acks and replies of one worker cycle, stored in one statement
+  // (transition_many): at most one move per command.
+  struct Gathered {
+    std::vector<store::CommandMove> moves;
+    std::vector<Job> jobs;
+    std::unordered_set<core::CommandId, core::DeviceIdHash> ids;
+    void clear() {
+      moves.clear();
+      jobs.clear();
+      ids.clear();
+    }
+  };
   static constexpr std::size_t shard_count = 4;
   static std::size_t shard_of(const DeviceId& id) { return core::DeviceIdHash{}(id) % shard_count; }
   void post(Job job);
   void post_to(std::size_t shard, Job job);
+  // Many jobs, one lock and one wake-up per worker.
+  void post_all(std::vector<Job> jobs);
   void worker_loop(std::size_t index);
   // False when the database did not take it: retried (acks and replies).
   bool run_job(Shard& shard, std::size_t index, Job& job);
+  // run_job, and a job the database did not take waits for its retry.
+  void run_one(Shard& shard, std::size_t index, Job& job);
+  // Worker only: an ack or a reply joins the cycle's batch (or, when the cache
+  // of open commands cannot decide it, runs alone after the batch so far).
+  void gather(Shard& shard, std::size_t index, Gathered& g, Job& job);
+  // Worker only: stores the batch in one statement; a reply whose command had
+  // moved on meanwhile is decided again on the stored state (run alone).
+  void flush(Shard& shard, std::size_t index, Gathered& g);
   // Worker only: sends the device's undelivered commands in order.
   void send_all(Shard& shard, const DeviceId& device);
   // Worker only: the outbox of this worker's devices.
@@ -164,7 +193,8 @@ class Commands {
   Result<std::optional<core::Command>> move(const core::Command& command, core::CommandState to,
                                             const core::Json& result = nullptr,
                                             const std::optional<std::string>& error = std::nullopt);
-  void changed(const core::Command& command);
+  void changed(const core::Command& command) { changed_all(std::span<const core::Command>(&command, 1)); }
+  void changed_all(std::span<const core::Command> commands);
   // A note on concurrent changes: changed() runs on the workers and the HTTP
   // threads, so two changes of one command may be reported out of order.
   // States only move forward, so a report behind the one already seen is

@@ -2,6 +2,9 @@
 // their rows (see command_store.hpp). No SQL text and no rule lives here.
 #include "store/command_store.hpp"
 
+#include <deque>
+#include <unordered_map>
+
 #include "store/connection_pool.hpp"
 #include "store/guarded.hpp"
 
@@ -49,6 +52,32 @@ std::vector<Command> read_commands(const pqxx::result& rows) {
 }
 
 
+// Array literals for the batched statements: uuids, state words and booleans
+// need no quoting; free text (JSON, errors) is quoted and escaped. (The device
+// store has the same class for its own batches.)
+class ArrayLiteral {
+ public:
+  void add(std::string_view element) {
+    text_ += text_.size() > 1 ? "," : "";
+    text_ += element;
+  }
+  void add_bool(bool b) { add(std::string_view(b ? "t" : "f")); }
+  void add_null() { add(std::string_view("NULL")); }
+  void add_text(const std::optional<std::string>& value) {
+    if (!value) return add_null();
+    std::string quoted = "\"";
+    for (const char ch : *value) {
+      if (ch == '"' || ch == '\\') quoted += '\\';
+      quoted += ch;
+    }
+    add(std::string_view(quoted + "\""));
+  }
+  std::string str() const { return text_ + "}"; }
+
+ private:
+  std::string text_ = "{";
+};
+
 Error no_device(const core::DeviceId& id) {
   return Error{ErrorKind::not_found, "", "no device with id " + id.to_string()};
 }
@@ -79,6 +108,34 @@ Result<CreatedCommand> PgCommandStore::create(const core::DeviceId& device, cons
       // The key's command was deleted meanwhile (its device deleted): try again.
     }
     return Error{ErrorKind::unavailable, "", "command creation kept racing with deletion"};
+  });
+}
+
+Result<std::vector<Command>> PgCommandStore::create_many(const std::vector<core::DeviceId>& devices,
+                                                         const core::CommandRequest& request, TimePoint now) {
+  if (devices.empty()) return std::vector<Command>{};
+  const std::string hash = request.fingerprint();
+  ArrayLiteral ids;
+  for (const auto& d : devices) ids.add(d.to_string());
+  const std::string ids_text = ids.str();
+  return guarded(pool_, "command_create_many", [&](pqxx::connection& c) -> Result<std::vector<Command>> {
+    pqxx::work tx(c);
+    auto rows = tx.exec_prepared("command_create_many", ids_text, request.name, request.params.dump(), to_ms(now),
+                                 request.expires_in.count(), request.timeout.count(), hash);
+    auto stored = read_commands(rows);
+    tx.commit();
+    // Back in the order asked for (a device named twice: its commands in creation order).
+    std::unordered_map<core::DeviceId, std::deque<Command>, core::DeviceIdHash> by_device;
+    for (auto& cmd : stored) by_device[cmd.device_id].push_back(std::move(cmd));
+    std::vector<Command> out;
+    out.reserve(stored.size());
+    for (const auto& d : devices) {
+      auto it = by_device.find(d);
+      if (it == by_device.end() || it->second.empty()) continue;
+      out.push_back(std::move(it->second.front()));
+      it->second.pop_front();
+    }
+    return out;
   });
 }
 
@@ -123,6 +180,29 @@ Result<std::optional<Command>> PgCommandStore::transition(const core::CommandId&
     tx.commit();
     if (rows.empty()) return std::optional<Command>{};
     return std::optional<Command>{read_command(rows[0])};
+  });
+}
+
+Result<std::vector<Command>> PgCommandStore::transition_many(const std::vector<CommandMove>& moves, TimePoint now) {
+  if (moves.empty()) return std::vector<Command>{};
+  ArrayLiteral ids, from, to, results, errors, marks;
+  for (const auto& m : moves) {
+    ids.add(m.id.to_string());
+    from.add(core::to_string(m.from));
+    to.add(core::to_string(m.to));
+    results.add_text(m.result.is_null() ? std::nullopt : std::optional<std::string>(m.result.dump()));
+    errors.add_text(m.error);
+    marks.add_bool(core::is_delivered(m.to) && m.to != CommandState::timed_out);
+  }
+  const std::string ids_text = ids.str(), from_text = from.str(), to_text = to.str(), results_text = results.str(),
+                    errors_text = errors.str(), marks_text = marks.str();
+  return guarded(pool_, "command_transition_many", [&](pqxx::connection& c) -> Result<std::vector<Command>> {
+    pqxx::work tx(c);
+    auto rows = tx.exec_prepared("command_transition_many", ids_text, from_text, to_text, to_ms(now), results_text,
+                                 errors_text, marks_text);
+    auto out = read_commands(rows);
+    tx.commit();
+    return out;
   });
 }
 

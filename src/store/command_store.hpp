@@ -21,6 +21,15 @@ struct CreatedCommand {
   std::string request_hash;  // of the existing one
 };
 
+// One move of a batch (transition_many): from -> to, with the device's result and error (null: kept).
+struct CommandMove {
+  core::CommandId id;
+  core::CommandState from = core::CommandState::queued;
+  core::CommandState to = core::CommandState::sent;
+  core::Json result;
+  std::optional<std::string> error;
+};
+
 struct CommandWithHistory {
   core::Command command;
   std::vector<core::CommandHistoryEntry> history;
@@ -35,6 +44,12 @@ class CommandStore {
   virtual core::Result<CreatedCommand> create(const core::DeviceId& device, const core::CommandRequest& request,
                                               const std::optional<std::string>& idempotency_key,
                                               core::TimePoint now) = 0;
+  // One queued command per existing device, in the order given, with their
+  // history rows, in one transaction (a fan-out without an idempotency key).
+  // Devices that do not exist are skipped.
+  virtual core::Result<std::vector<core::Command>> create_many(const std::vector<core::DeviceId>& devices,
+                                                               const core::CommandRequest& request,
+                                                               core::TimePoint now) = 0;
   virtual core::Result<CommandWithHistory> get(const core::CommandId& id) = 0;
   // not_found when the device does not exist.
   virtual core::Result<std::vector<core::Command>> list(const core::DeviceId& device,
@@ -44,6 +59,11 @@ class CommandStore {
                                                                 core::CommandState to, core::TimePoint now,
                                                                 const core::Json& result,
                                                                 const std::optional<std::string>& error) = 0;
+  // Many moves in one statement and one commit, each with its history row; the
+  // moved commands (a command no longer in its `from` is not among them). At
+  // most one move per command id.
+  virtual core::Result<std::vector<core::Command>> transition_many(const std::vector<CommandMove>& moves,
+                                                                   core::TimePoint now) = 0;
   // Not delivered, not expired, in creation order.
   virtual core::Result<std::vector<core::Command>> undelivered(const core::DeviceId& device, core::TimePoint now) = 0;
   virtual core::Result<std::vector<core::Command>> undelivered_all(core::TimePoint now, std::int64_t after_seq,
@@ -57,12 +77,17 @@ class PgCommandStore final : public CommandStore {
   explicit PgCommandStore(ConnectionPool& pool) : pool_(pool) {}
   core::Result<CreatedCommand> create(const core::DeviceId& device, const core::CommandRequest& request,
                                       const std::optional<std::string>& idempotency_key, core::TimePoint now) override;
+  core::Result<std::vector<core::Command>> create_many(const std::vector<core::DeviceId>& devices,
+                                                       const core::CommandRequest& request,
+                                                       core::TimePoint now) override;
   core::Result<CommandWithHistory> get(const core::CommandId& id) override;
   core::Result<std::vector<core::Command>> list(const core::DeviceId& device, const core::CommandListQuery& q) override;
   core::Result<std::optional<core::Command>> transition(const core::CommandId& id, core::CommandState from,
                                                         core::CommandState to, core::TimePoint now,
                                                         const core::Json& result,
                                                         const std::optional<std::string>& error) override;
+  core::Result<std::vector<core::Command>> transition_many(const std::vector<CommandMove>& moves,
+                                                           core::TimePoint now) override;
   core::Result<std::vector<core::Command>> undelivered(const core::DeviceId& device, core::TimePoint now) override;
   core::Result<std::vector<core::Command>> undelivered_all(core::TimePoint now, std::int64_t after_seq,
                                                            int limit) override;

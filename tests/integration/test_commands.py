@@ -338,6 +338,44 @@ def test_fan_out_by_ids_type_and_status(fleet, mqtt):
     assert svc.post("/commands", json={"name": "x", "device_type": "nobody"}).json() == []
 
 
+def test_a_fan_out_answers_in_the_order_named_and_every_command_has_its_history(fleet, mqtt):
+    """Test whether a fan-out (one statement for all its devices) answers its commands in the order the ids were named, each with its queued history row, a device named twice getting two in order, and a keyed fan-out replaying the same commands."""
+    svc = fleet()
+    devices = [online_device(svc, mqtt, device_type="fan-order") for _ in range(6)]
+    named = [d.id for d in reversed(devices)] + [devices[0].id]  # not the id order; one twice
+    r = svc.post("/commands", json={"name": "order.check", "device_ids": named})
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert [c["device_id"] for c in made] == named
+    assert len({c["id"] for c in made}) == len(named)
+    twice = [c["id"] for c in made if c["device_id"] == devices[0].id]
+    got = devices[0].wait_commands(2)
+    assert [c["id"] for c in got] == twice  # the device's own commands in creation order
+    for c in made:
+        history = command(svc, c["id"])["history"]
+        assert history[0]["from"] is None and history[0]["to"] == "queued"
+    # With an Idempotency-Key: the same commands again (200 path per device).
+    key = {"Idempotency-Key": f"fan-{uuid.uuid4()}"}
+    first = svc.post("/commands", json={"name": "keyed", "device_ids": named[:3]}, headers=key)
+    again = svc.post("/commands", json={"name": "keyed", "device_ids": named[:3]}, headers=key)
+    assert first.status_code == 201 and again.status_code in (200, 201)
+    assert [c["id"] for c in again.json()] == [c["id"] for c in first.json()]
+
+
+def test_a_deleted_devices_open_commands_leave_the_command_cache(fleet, mqtt):
+    """Test whether deleting a device drops its open commands from the command owner's cache of open commands (maestra_commands_open_cached), so they do not stay until a restart."""
+    svc = fleet()
+    device = online_device(svc, mqtt)
+    go_offline(svc, device)  # its commands stay queued: open
+    cached = lambda: metrics(svc)[("maestra_commands_open_cached", "")]  # noqa: E731
+    before = cached()
+    ids = [send(svc, device.id, f"left-{i}")["id"] for i in range(3)]
+    assert cached() == before + 3
+    assert svc.delete(f"/devices/{device.id}").status_code == 204
+    wait_until(lambda: cached() == before, timeout=5, message=lambda: f"open_cached {cached()}, want {before}")
+    assert svc.get(f"/commands/{ids[0]}").status_code == 404
+
+
 def test_replies_for_another_devices_command_or_malformed_are_ignored_and_counted(fleet, mqtt):
     """Test whether a reply on another device's topic, an unknown command, or a malformed reply is never applied, and counted."""
     svc = fleet()

@@ -1,8 +1,9 @@
 // Tests of core/commands: the transition table (terminal never changes,
 // expired only before delivery, timed_out only after it, canceled from any
 // state that is not terminal), request, fan-out and reply validation
-// (table-driven), reply verdicts, the sweep's exact boundaries, the documents
-// and the topics.
+// (table-driven), reply verdicts, the decisions the command owner makes on its
+// cache of open commands (batched acks and replies), the sweep's exact
+// boundaries, the documents and the topics.
 #include "unit_test.hpp"
 
 #include <string>
@@ -219,6 +220,46 @@ TEST_CASE("reply verdicts: applied forward, duplicates and backward steps ignore
                        CommandState::expired, CommandState::canceled})
     for (const auto r : {CommandState::delivered, CommandState::succeeded, CommandState::failed})
       CHECK(judge_reply(s, r) == ReplyVerdict::terminal);
+}
+
+TEST_CASE("not_behind: the same state or a step forward, never back, nothing after a terminal state") {
+  for (const auto s : all_states) CHECK(not_behind(s, s));
+  CHECK(not_behind(CommandState::queued, CommandState::sent));
+  CHECK(not_behind(CommandState::sent, CommandState::succeeded));
+  CHECK_FALSE(not_behind(CommandState::delivered, CommandState::sent));
+  CHECK_FALSE(not_behind(CommandState::succeeded, CommandState::canceled));
+  CHECK_FALSE(not_behind(CommandState::canceled, CommandState::sent));
+}
+
+TEST_CASE("a reply decided on the cache of open commands: the state to move from, or left to the store") {
+  const auto device = id_from("00000000-0000-4000-8000-0000000000aa");
+  const auto other = id_from("00000000-0000-4000-8000-0000000000bb");
+  const auto cached = [&](CommandState s) { return std::optional<CachedCommand>(CachedCommand{device, s}); };
+  // Forward steps move from the cached state (a succeeded may skip sent and delivered).
+  CHECK(reply_move_from(cached(CommandState::sent), device, CommandState::delivered) == CommandState::sent);
+  CHECK(reply_move_from(cached(CommandState::queued), device, CommandState::succeeded) == CommandState::queued);
+  CHECK(reply_move_from(cached(CommandState::in_progress), device, CommandState::failed) == CommandState::in_progress);
+  // The cache cannot decide: unknown command, another device's, a duplicate, a step back, a terminal one.
+  CHECK_FALSE(reply_move_from(std::nullopt, device, CommandState::succeeded));
+  CHECK_FALSE(reply_move_from(cached(CommandState::sent), other, CommandState::succeeded));
+  CHECK_FALSE(reply_move_from(cached(CommandState::delivered), device, CommandState::delivered));
+  CHECK_FALSE(reply_move_from(cached(CommandState::in_progress), device, CommandState::delivered));
+  CHECK_FALSE(reply_move_from(cached(CommandState::canceled), device, CommandState::succeeded));
+  // Every state: decided exactly when the verdict is apply for the command's own device.
+  for (const auto s : all_states)
+    for (const auto r : {CommandState::delivered, CommandState::in_progress, CommandState::succeeded,
+                         CommandState::failed, CommandState::rejected}) {
+      CHECK(reply_move_from(cached(s), device, r).has_value() == (judge_reply(s, r) == ReplyVerdict::apply));
+      CHECK_FALSE(reply_move_from(cached(s), other, r));
+    }
+}
+
+TEST_CASE("a broker ack may move a command the cache does not know, or knows as queued, and nothing past it") {
+  const auto device = id_from("00000000-0000-4000-8000-0000000000aa");
+  CHECK(ack_may_move(std::nullopt));
+  CHECK(ack_may_move(CachedCommand{device, CommandState::queued}));
+  for (const auto s : all_states)
+    if (s != CommandState::queued) CHECK_FALSE(ack_may_move(CachedCommand{device, s}));
 }
 
 TEST_CASE("the sweep: expired at expires_at exactly, timed_out at delivered_at + timeout exactly") {

@@ -1,0 +1,27 @@
+-- Stores one new command ('queued') for each device of a fan-out, with their first history rows, in one
+-- statement (one commit for the whole fan-out). Devices that do not exist (deleted meanwhile) are skipped.
+-- Rows are inserted in device id order (a device's own commands in the array's order): each insert's
+-- foreign key check locks its device row (FOR KEY SHARE), and the device store's batches lock device rows
+-- in id order too (FOR UPDATE), so neither waits on the other in a cycle (a fan-out in the array's order
+-- deadlocked with the last_seen flushes). No idempotency key: a fan-out with a key goes one device at a
+-- time (command_create.sql). $1 device ids (uuid[]), $2 name, $3 params (JSON text), $4 now (epoch ms),
+-- $5 expires_in (s), $6 timeout (s), $7 request hash. Returns the commands in creation order (the caller puts them back in the array's).
+WITH ins AS (
+  INSERT INTO commands (device_id, name, params, state, created_at, expires_at, timeout_s, updated_at,
+                        request_hash)
+  SELECT d.id, $2, $3::jsonb, 'queued', to_timestamp($4::bigint / 1000.0),
+         to_timestamp($4::bigint / 1000.0) + make_interval(secs => $5::integer), $6::integer,
+         to_timestamp($4::bigint / 1000.0), $7
+  FROM unnest($1::uuid[]) WITH ORDINALITY AS u(id, n) JOIN devices d ON d.id = u.id
+  ORDER BY u.id, u.n
+  RETURNING *),
+hist AS (
+  INSERT INTO command_history (command_id, from_state, to_state, at)
+  SELECT id, NULL, 'queued', created_at FROM ins ORDER BY seq)
+SELECT id::text AS id, device_id::text AS device_id, name, params::text AS params, state,
+       (extract(epoch from created_at) * 1000)::bigint AS created_ms,
+       (extract(epoch from expires_at) * 1000)::bigint AS expires_ms,
+       (extract(epoch from updated_at) * 1000)::bigint AS updated_ms,
+       (extract(epoch from delivered_at) * 1000)::bigint AS delivered_ms,
+       timeout_s, result::text AS result, error, seq, request_hash
+FROM ins ORDER BY seq
