@@ -37,6 +37,7 @@
 // Nothing is handed to Paho while the link is down: the queue waits, and the
 // outbox covers what it held.
 #include "mqtt/mqtt_link.hpp"
+#include "mqtt/connect_options.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -62,7 +63,6 @@ using service::Rejection;
 
 namespace {
 constexpr std::size_t max_pending_registrations = 10000;
-constexpr int session_expiry_seconds = 24 * 3600;
 // A connection that dies sooner than this after it came up counts as a quick
 // drop; after this many in a row the next connection starts clean.
 constexpr auto quick_drop = std::chrono::seconds(3);
@@ -283,21 +283,9 @@ void MqttLink::supervise() {
 
 bool MqttLink::connect_once(bool clean_start) {
   auto will = mqtt::message(topics_.fleet_status(), core::fleet_status_json(false, std::nullopt), 1, true);
-  auto builder = mqtt::connect_options_builder()
-                     .mqtt_version(MQTTVERSION_5)
-                     .clean_start(clean_start)
-                     .properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, session_expiry_seconds}})
-                     .keep_alive_interval(std::chrono::seconds(20))
-                     .connect_timeout(std::chrono::seconds(3))
-                     .automatic_reconnect(false)
-                     .max_inflight(65535)
-                     .will(std::move(will));
-  if (!config_.mqtt_username.empty()) builder.user_name(config_.mqtt_username).password(config_.mqtt_password);
-  if (config_.mqtt_url.rfind("ssl://", 0) == 0 || config_.mqtt_url.rfind("mqtts://", 0) == 0) {
-    auto ssl = mqtt::ssl_options_builder().enable_server_cert_auth(true).verify(true);
-    if (!config_.mqtt_ca_file.empty()) ssl.trust_store(config_.mqtt_ca_file);
-    builder.ssl(ssl.finalize());
-  }
+  mqtt::connect_options_builder builder;
+  set_service_connect_options(builder, config_, clean_start);
+  builder.max_inflight(65535).will(std::move(will));
   {
     std::lock_guard lock(link_mutex_);
     link_lost_ = false;

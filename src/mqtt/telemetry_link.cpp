@@ -1,6 +1,7 @@
 // The telemetry connection (see telemetry_link.hpp): Paho wiring, its
 // supervisor (connect, wait for the loss, try again) and its subscriptions.
 #include "mqtt/telemetry_link.hpp"
+#include "mqtt/connect_options.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -10,9 +11,6 @@
 
 namespace maestra::mqtt_adapter {
 
-namespace {
-constexpr int session_expiry_seconds = 24 * 3600;
-}
 
 class TelemetryLink::SubscribeListener : public mqtt::iaction_listener {
  public:
@@ -157,19 +155,8 @@ void TelemetryLink::supervise() {
 }
 
 bool TelemetryLink::connect_once() {
-  auto builder = mqtt::connect_options_builder()
-                     .mqtt_version(MQTTVERSION_5)
-                     .clean_start(false)
-                     .properties({{mqtt::property::SESSION_EXPIRY_INTERVAL, session_expiry_seconds}})
-                     .keep_alive_interval(std::chrono::seconds(20))
-                     .connect_timeout(std::chrono::seconds(3))
-                     .automatic_reconnect(false);
-  if (!config_.mqtt_username.empty()) builder.user_name(config_.mqtt_username).password(config_.mqtt_password);
-  if (config_.mqtt_url.rfind("ssl://", 0) == 0 || config_.mqtt_url.rfind("mqtts://", 0) == 0) {
-    auto ssl = mqtt::ssl_options_builder().enable_server_cert_auth(true).verify(true);
-    if (!config_.mqtt_ca_file.empty()) ssl.trust_store(config_.mqtt_ca_file);
-    builder.ssl(ssl.finalize());
-  }
+  mqtt::connect_options_builder builder;
+  set_service_connect_options(builder, config_, false);
   {
     std::lock_guard lock(mutex_);
     lost_ = false;

@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "store/connection_pool.hpp"
+#include "store/array_literal.hpp"
 #include "store/guarded.hpp"
 
 namespace maestra::store {
@@ -51,32 +52,6 @@ std::vector<Command> read_commands(const pqxx::result& rows) {
   return out;
 }
 
-
-// Array literals for the batched statements: uuids, state words and booleans
-// need no quoting; free text (JSON, errors) is quoted and escaped. (The device
-// store has the same class for its own batches.)
-class ArrayLiteral {
- public:
-  void add(std::string_view element) {
-    text_ += text_.size() > 1 ? "," : "";
-    text_ += element;
-  }
-  void add_bool(bool b) { add(std::string_view(b ? "t" : "f")); }
-  void add_null() { add(std::string_view("NULL")); }
-  void add_text(const std::optional<std::string>& value) {
-    if (!value) return add_null();
-    std::string quoted = "\"";
-    for (const char ch : *value) {
-      if (ch == '"' || ch == '\\') quoted += '\\';
-      quoted += ch;
-    }
-    add(std::string_view(quoted + "\""));
-  }
-  std::string str() const { return text_ + "}"; }
-
- private:
-  std::string text_ = "{";
-};
 
 Error no_device(const core::DeviceId& id) {
   return Error{ErrorKind::not_found, "", "no device with id " + id.to_string()};

@@ -12,6 +12,7 @@
 // rows. Each first locks its rows in id order (the `locked` CTE), so two batches
 // never wait on each other in a cycle (no deadlocks).
 #include "store/device_store.hpp"
+#include "store/array_literal.hpp"
 #include "store/guarded.hpp"
 
 #include <stdexcept>
@@ -116,32 +117,6 @@ auto read_all(const pqxx::result& rows, Read read) {
   for (const auto& row : rows) out.push_back(read(row, col));
   return out;
 }
-
-// Array literals. A uuid, boolean, integer or one of our fixed status/reason
-// words needs no quoting; free text (add_text) is quoted and escaped.
-class ArrayLiteral {
- public:
-  void add(std::string_view element) {
-    text_ += text_.size() > 1 ? "," : "";
-    text_ += element;
-  }
-  void add(std::int64_t n) { add(std::string_view(std::to_string(n))); }
-  void add_bool(bool b) { add(std::string_view(b ? "t" : "f")); }
-  void add_null() { add(std::string_view("NULL")); }
-  void add_text(const std::optional<std::string>& value) {
-    if (!value) return add_null();
-    std::string quoted = "\"";
-    for (const char ch : *value) {
-      if (ch == '"' || ch == '\\') quoted += '\\';
-      quoted += ch;
-    }
-    add(std::string_view(quoted + "\""));
-  }
-  std::string str() const { return text_ + "}"; }
-
- private:
-  std::string text_ = "{";
-};
 
 // Devices by id, or by hardware_id (find_devices.sql with one filter).
 pqxx::result find_by_id(pqxx::transaction_base& tx, const DeviceId& id) {
