@@ -1,4 +1,4 @@
--- 007: commands to devices (DESIGN.md "Commands to devices") and their history.
+-- 007: commands to devices (docs/protocol.md "Commands") and their history.
 -- A command is stored (state 'queued') before it is sent. The outbox of
 -- commands is the state itself: every command still 'queued' or 'sent' and not
 -- expired is sent again when its device comes back, when the broker link

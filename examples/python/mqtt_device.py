@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A Maestra device over MQTT, in Python (Debian's python3-paho-mqtt).
 
-Demonstrates the MQTT-first flow of DESIGN.md end to end:
+Demonstrates the MQTT-first flow of docs/protocol.md end to end:
   1. register over MQTT (maestra/hardware/{hardware_id}/register, reply on
      .../registration; a conflict reply carries the existing id, which we reuse),
   2. connect with a last will ({"state":"offline","session":N} retained, QoS 1 on

@@ -1,7 +1,7 @@
 // Commands to devices, the pure rules: the states and which transitions are
 // allowed, validation of an administrator's request and of a device's reply,
 // the expiry and result-timeout decisions, and the documents and topics of
-// DESIGN.md "Commands to devices". No I/O, no clock reads: time is passed in.
+// docs/protocol.md "Commands". No I/O, no clock reads: time is passed in.
 // The service (service/commands) stores and publishes what these decide.
 #pragma once
 #include <cstdint>

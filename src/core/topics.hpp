@@ -1,4 +1,4 @@
-// MQTT topic names of DESIGN.md, built from the configured prefix, and the parser
+// MQTT topic names of docs/protocol.md, built from the configured prefix, and the parser
 // that tells which device-facing topic a message arrived on. Pure string work:
 // the MQTT adapter subscribes and publishes, this file decides names.
 #pragma once

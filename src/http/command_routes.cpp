@@ -1,4 +1,4 @@
-// The HTTP routes of commands to devices (DESIGN.md "Commands to devices"):
+// The HTTP routes of commands to devices (docs/http.md "Commands"):
 // the administrator's (create, fan out, read, list, cancel) and the devices'
 // (long poll for pending commands, reply). Each parses with core/commands and
 // calls the command owner (service/commands); nothing here decides a rule.

@@ -1,4 +1,4 @@
-"""Commands to devices (DESIGN.md "Commands to devices"), against the real broker
+"""Commands to devices (docs/protocol.md "Commands"), against the real broker
 and Postgres: each state and how it is reached, delivery in creation order to
 a device that comes back, expiry, result timeouts, cancel, idempotency keys,
 fan-out, replies that must be ignored, the HTTP long poll, bad input, and

@@ -1,6 +1,6 @@
 """Shared helpers of the MQTT integration tests (test_mqtt_*.py); no tests here.
 
-Topic names of DESIGN.md, HTTP/SQL shortcuts against a running fleet-manager,
+Topic names of docs/protocol.md, HTTP/SQL shortcuts against a running fleet-manager,
 status-document waits on a recording MQTT client, the Prometheus text parser for
 GET /metrics, and `retained_now`, which tells exactly which retained messages a
 new subscriber gets (no sleeps: a retained marker subscribed after the filter
@@ -22,7 +22,7 @@ from harness import psql, psql_value, wait_until
 PREFIX = "maestra"
 
 
-# --- topic names (DESIGN.md) -------------------------------------------------------------------
+# --- topic names (docs/protocol.md) -------------------------------------------------------------------
 
 
 def register_topic(hardware_id: str, prefix: str = PREFIX) -> str:

@@ -38,7 +38,7 @@ std::string flag_of(std::string_view env) {
 
 TEST_SUITE("config") {
 
-// The values other programs rely on (DESIGN.md, scripts, compose.yaml): a change
+// The values other programs rely on (docs/configuration.md, scripts, compose.yaml): a change
 // to a row's default must be a deliberate change here too.
 TEST_CASE("defaults with no environment and no flags") {
   const auto parsed = parse({});
@@ -69,7 +69,7 @@ TEST_CASE("defaults with no environment and no flags") {
   CHECK_FALSE(parsed->show_version);
 }
 
-TEST_CASE("the option table: DESIGN.md's variables, unique names and flags, help for each") {
+TEST_CASE("the option table: docs/configuration.md's variables, unique names and flags, help for each") {
   std::set<std::string_view> envs;
   std::set<std::string_view> flags;
   for (const auto& spec : option_table()) {

@@ -110,7 +110,7 @@ TEST_CASE("device_record_json: every status by name") {
   }
 }
 
-TEST_CASE("status_document_json: exactly the eight fields of DESIGN.md") {
+TEST_CASE("status_document_json: exactly the eight fields of docs/protocol.md") {
   const Json doc = Json::parse(status_document_json(sample_status()));
   CHECK(keys_of(doc) == std::set<std::string>{"device_id", "name", "device_type", "hardware_id", "status",
                                               "last_seen", "changed_at", "reason"});

@@ -6,6 +6,7 @@
 #include "unit_test.hpp"
 
 #include "memory_store.hpp"
+#include "recording_publisher.hpp"
 #include "service/fleet.hpp"
 
 using namespace maestra;
@@ -14,20 +15,14 @@ using namespace maestra::core::unit;
 using maestra::service::Fleet;
 using maestra::service::Transport;
 using maestra::unit::MemoryStore;
+using maestra::unit::RecordingPublisher;
 
 namespace {
-
-class QuietPublisher final : public service::StatusPublisher {
- public:
-  void publish_status(const store::StoredStatus&) override {}
-  void clear_device(const DeviceId&) override {}
-  void publish_summary(const FleetCounts&, TimePoint) override {}
-};
 
 struct Listening {
   MemoryStore store;
   service::Metrics metrics;
-  QuietPublisher publisher;
+  RecordingPublisher publisher;
   TimePoint now = t0;
   Fleet fleet;
   std::vector<std::pair<DeviceId, bool>> heard;

@@ -7,6 +7,7 @@
 #include "unit_test.hpp"
 
 #include "memory_store.hpp"
+#include "recording_publisher.hpp"
 #include "service/fleet.hpp"
 
 using namespace maestra;
@@ -15,24 +16,9 @@ using namespace maestra::core::unit;
 using maestra::service::Fleet;
 using maestra::service::Transport;
 using maestra::unit::MemoryStore;
+using maestra::unit::RecordingPublisher;
 
 namespace {
-
-class RecordingPublisher final : public service::StatusPublisher {
- public:
-  std::vector<store::StoredStatus> statuses;
-  std::vector<DeviceId> cleared;
-  int summaries = 0;
-  void publish_status(const store::StoredStatus& s) override { statuses.push_back(s); }
-  void clear_device(const DeviceId& id) override { cleared.push_back(id); }
-  void publish_summary(const FleetCounts&, TimePoint) override { ++summaries; }
-  std::vector<store::StoredStatus> of(const DeviceId& id) const {
-    std::vector<store::StoredStatus> out;
-    for (const auto& s : statuses)
-      if (s.document.device_id == id) out.push_back(s);
-    return out;
-  }
-};
 
 struct World {
   MemoryStore store;

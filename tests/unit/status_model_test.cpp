@@ -61,7 +61,7 @@ TEST_CASE("Status names are the guide's values and round-trip") {
   }
 }
 
-TEST_CASE("Reason names are DESIGN.md's values and round-trip") {
+TEST_CASE("Reason names are docs/protocol.md's values and round-trip") {
   const std::pair<Reason, std::string_view> table[] = {
       {Reason::registered, "registered"}, {Reason::heartbeat, "heartbeat"},
       {Reason::will, "will"},             {Reason::disconnect, "disconnect"},

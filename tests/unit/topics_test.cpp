@@ -16,7 +16,7 @@ const char* const uuid_text = "123e4567-e89b-12d3-a456-426614174000";
 
 TEST_SUITE("topics") {
 
-TEST_CASE("names under the default prefix match DESIGN.md") {
+TEST_CASE("names under the default prefix match docs/protocol.md") {
   const Topics topics("maestra");
   const DeviceId id = id_from(uuid_text);
   CHECK(topics.prefix() == "maestra");

@@ -61,7 +61,7 @@ struct SimOptions {
   ExitMode exit_mode = ExitMode::offline;
   std::uint64_t seed = 1;
 
-  // answering commands (DESIGN.md "Commands to devices")
+  // answering commands (docs/protocol.md "Commands")
   bool answer_commands = false;
   std::uint32_t answer_delay_ms = 0;
   double answer_fail_rate = 0;

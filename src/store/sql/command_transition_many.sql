@@ -27,10 +27,5 @@ upd AS (
 hist AS (
   INSERT INTO command_history (command_id, from_state, to_state, at)
   SELECT id, moved_from, state, updated_at FROM upd ORDER BY seq)
-SELECT id::text AS id, device_id::text AS device_id, name, params::text AS params, state,
-       (extract(epoch from created_at) * 1000)::bigint AS created_ms,
-       (extract(epoch from expires_at) * 1000)::bigint AS expires_ms,
-       (extract(epoch from updated_at) * 1000)::bigint AS updated_ms,
-       (extract(epoch from delivered_at) * 1000)::bigint AS delivered_ms,
-       timeout_s, result::text AS result, error, seq, request_hash
+SELECT {{command_columns}}
 FROM upd ORDER BY seq
